@@ -1,0 +1,246 @@
+//! Building a submission.
+//!
+//! The submission's `src/` is copied into a staging crate whose manifest and
+//! lock file are the task's starter's, never the student's, and built with
+//! `cargo build --offline --locked` into one target directory shared by every
+//! submission, so dependencies compile once. Only the student's own crate is
+//! recompiled per submission. A compile error is a graded result
+//! ([`BuildResult::Failed`]); only a failure of the machinery (cargo missing,
+//! dependencies not fetchable) is a [`BuildError`].
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cargo_metadata::Message;
+use nix::fcntl::{Flock, FlockArg};
+use wait_timeout::ChildExt;
+
+use crate::course::Course;
+use crate::spec::Spec;
+
+/// Largest `src/` tree the grader accepts (files and bytes).
+const MAX_SRC_FILES: usize = 500;
+const MAX_SRC_BYTES: u64 = 8 << 20;
+
+/// Cargo's own output kept for diagnostics.
+const MAX_CARGO_OUTPUT: usize = 1 << 20;
+
+/// What building a submission produced.
+#[derive(Debug)]
+pub enum BuildResult {
+    /// The binary, copied out of the shared target directory.
+    Built { binary: PathBuf, duration: Duration },
+    /// The student's code did not build: the reason, for the student.
+    Failed { diagnostics: String, duration: Duration },
+}
+
+/// The build machinery itself failed; the submission could not be graded.
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Builds `submission` (a crate directory with `src/main.rs`) for `spec`,
+/// and copies the binary into `out_dir`.
+pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) -> Result<BuildResult, BuildError> {
+    let started = Instant::now();
+    let failed = |diagnostics: String| BuildResult::Failed {
+        diagnostics,
+        duration: started.elapsed(),
+    };
+    let src = submission.join("src");
+    if !src.join("main.rs").is_file() {
+        return Ok(failed(format!("{} has no src/main.rs", submission.display())));
+    }
+    let starter = course.starter_dir(spec);
+    let manifest = fs::read_to_string(starter.join("Cargo.toml"))
+        .map_err(|e| BuildError(format!("cannot read the starter's Cargo.toml in {}: {e}", starter.display())))?;
+    let lock = fs::read(starter.join("Cargo.lock"))
+        .map_err(|e| BuildError(format!("cannot read the starter's Cargo.lock in {}: {e}", starter.display())))?;
+
+    let work = course.work_dir();
+    let stage = work.join("stage").join(&spec.task.slug);
+    fs::create_dir_all(&stage).map_err(|e| BuildError(format!("cannot create {}: {e}", stage.display())))?;
+    // One build per task at a time: the staging crate and the binary's
+    // place in the shared target directory are per task.
+    let lock_file = fs::File::create(work.join("stage").join(format!("{}.lock", spec.task.slug)))
+        .map_err(|e| BuildError(format!("cannot create the build lock: {e}")))?;
+    let _guard = Flock::lock(lock_file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| BuildError(format!("cannot lock the staging directory: {e}")))?;
+
+    // A manifest of its own workspace, so the course workspace above it
+    // (the stage lives in its target/) does not claim it.
+    let staged_manifest = format!("{manifest}\n[workspace]\n");
+    let write = |name: &str, bytes: &[u8]| {
+        fs::write(stage.join(name), bytes).map_err(|e| BuildError(format!("cannot write staged {name}: {e}")))
+    };
+    write("Cargo.toml", staged_manifest.as_bytes())?;
+    write("Cargo.lock", &lock)?;
+    let staged_src = stage.join("src");
+    if staged_src.exists() {
+        fs::remove_dir_all(&staged_src).map_err(|e| BuildError(format!("cannot clear {}: {e}", staged_src.display())))?;
+    }
+    let mut budget = CopyBudget::default();
+    if let Err(why) = copy_tree(&src, &staged_src, &mut budget) {
+        return Ok(failed(format!("cannot take the submission's src/: {why}")));
+    }
+
+    let staged_manifest = stage.join("Cargo.toml");
+    let target_dir = work.join("build");
+    fetch(&staged_manifest, &target_dir)?;
+
+    let mut cmd = Command::new(cargo());
+    cmd.args(["build", "--offline", "--locked", "--message-format=json", "--bin", &spec.task.binary])
+        .arg("--manifest-path")
+        .arg(&staged_manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_TERM_COLOR", "never")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BuildError(format!("cannot run cargo: {e}")))?;
+    let out_reader = read_capped(child.stdout.take().expect("piped"));
+    let err_reader = read_capped(child.stderr.take().expect("piped"));
+    let timeout = Duration::from_secs(spec.limits.build_timeout_s);
+    let status = match child.wait_timeout(timeout) {
+        Ok(Some(status)) => status,
+        Ok(None) | Err(_) => {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            return Ok(failed(format!("the build took longer than {} s and was stopped", timeout.as_secs())));
+        }
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+
+    let mut executable = None;
+    let mut diagnostics = String::new();
+    for message in Message::parse_stream(&stdout[..]).flatten() {
+        match message {
+            Message::CompilerArtifact(artifact) if artifact.target.name == spec.task.binary => {
+                executable = artifact.executable.map(PathBuf::from);
+            }
+            Message::CompilerMessage(msg) => {
+                let is_error = matches!(msg.message.level, cargo_metadata::diagnostic::DiagnosticLevel::Error);
+                if is_error {
+                    if let Some(rendered) = &msg.message.rendered {
+                        diagnostics.push_str(rendered);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match (status.success(), executable) {
+        (true, Some(exe)) => {
+            fs::create_dir_all(out_dir).map_err(|e| BuildError(format!("cannot create {}: {e}", out_dir.display())))?;
+            let binary = out_dir.join(&spec.task.binary);
+            fs::copy(&exe, &binary).map_err(|e| BuildError(format!("cannot copy the built binary: {e}")))?;
+            Ok(BuildResult::Built {
+                binary,
+                duration: started.elapsed(),
+            })
+        }
+        _ => {
+            if diagnostics.is_empty() {
+                // Not a compile error: cargo's own complaint (a lock file
+                // problem, say) is on its stderr.
+                diagnostics = String::from_utf8_lossy(&stderr).into_owned();
+            }
+            Ok(failed(diagnostics))
+        }
+    }
+}
+
+fn cargo() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+}
+
+/// Makes sure the locked dependencies are in cargo's cache. This is the only
+/// step that may use the network, and it runs the starter's trusted
+/// manifest, before any student code is compiled.
+fn fetch(manifest: &Path, target_dir: &Path) -> Result<(), BuildError> {
+    let output = Command::new(cargo())
+        .args(["fetch", "--locked", "--quiet", "--manifest-path"])
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BuildError(format!("cannot run cargo: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(BuildError(format!(
+            "cannot fetch the task's dependencies (is the network or the cargo cache available?):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    }
+}
+
+/// Reads a pipe to the end on a thread, keeping at most [`MAX_CARGO_OUTPUT`].
+fn read_capped(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = MAX_CARGO_OUTPUT.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        kept
+    })
+}
+
+#[derive(Default)]
+struct CopyBudget {
+    files: usize,
+    bytes: u64,
+}
+
+/// Copies regular files and directories only: a symlink in a submission
+/// could otherwise pull any file of the machine into the build.
+fn copy_tree(from: &Path, to: &Path, budget: &mut CopyBudget) -> Result<(), String> {
+    fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let entries = fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+        let kind = entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &dest, budget)?;
+        } else if kind.is_file() {
+            budget.files += 1;
+            budget.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if budget.files > MAX_SRC_FILES || budget.bytes > MAX_SRC_BYTES {
+                return Err(format!(
+                    "src/ is larger than {MAX_SRC_FILES} files or {} MiB",
+                    MAX_SRC_BYTES >> 20
+                ));
+            }
+            fs::copy(entry.path(), &dest).map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        } else if kind.is_symlink() || kind.is_fifo() || kind.is_socket() {
+            return Err(format!(
+                "{} is not a regular file (symbolic links, FIFOs and sockets are not accepted in src/)",
+                entry.path().display()
+            ));
+        }
+    }
+    Ok(())
+}

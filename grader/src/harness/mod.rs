@@ -1,0 +1,17 @@
+//! The process harness: running untrusted programs as real processes, each in
+//! its own process group and scratch directory, with captured output and
+//! deadline-bounded waits on observable conditions.
+//!
+//! Nothing here sleeps to synchronise. Waits are for a condition (a line, an
+//! exit, a state in `/proc`) with a deadline; the only pacing loop is
+//! [`deadline::poll_until`], for conditions the kernel offers no
+//! notification for.
+
+pub mod deadline;
+pub mod output;
+pub mod process;
+pub mod procfs;
+
+pub use deadline::Deadline;
+pub use output::{CapturedStream, LineWait};
+pub use process::{ExitState, Program, SpawnOptions};

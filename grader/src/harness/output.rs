@@ -1,0 +1,212 @@
+//! Captured output of a child process: a reader thread drains the pipe into
+//! lines, and the scenario waits on those lines with deadlines.
+//!
+//! The reader never stops draining, so a program that floods its output
+//! cannot block on a full pipe and stall the grader; past the byte limit the
+//! rest is counted and dropped, and the stream is marked truncated.
+
+use std::io::Read;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use super::Deadline;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Complete lines captured so far (without their `\n`).
+    lines: Vec<String>,
+    /// Bytes of an unterminated last line.
+    partial: Vec<u8>,
+    /// Bytes captured (kept) so far.
+    kept: usize,
+    /// Bytes read in all, kept or not.
+    total: u64,
+    truncated: bool,
+    eof: bool,
+    /// Index of the next line a reader of this stream will consume.
+    cursor: usize,
+}
+
+/// One captured stream (stdout or stderr) of one process.
+#[derive(Debug)]
+pub struct CapturedStream {
+    state: Mutex<State>,
+    more: Condvar,
+    limit: usize,
+}
+
+/// Why a wait for a line ended without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineWait {
+    /// The stream closed (the process exited or closed it).
+    Eof,
+    /// The deadline passed with no new line.
+    Deadline,
+    /// The output limit was reached; later lines were dropped.
+    Truncated,
+}
+
+impl CapturedStream {
+    /// Starts draining `source` on a thread of its own.
+    pub fn spawn(source: impl Read + Send + 'static, limit: usize) -> (Arc<CapturedStream>, JoinHandle<()>) {
+        let stream = Arc::new(CapturedStream {
+            state: Mutex::new(State::default()),
+            more: Condvar::new(),
+            limit,
+        });
+        let writer = Arc::clone(&stream);
+        let handle = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || writer.drain(source))
+            .expect("spawn capture thread");
+        (stream, handle)
+    }
+
+    fn drain(&self, mut source: impl Read) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            self.push(&buf[..n]);
+        }
+        let mut st = self.lock();
+        if !st.partial.is_empty() && !st.truncated {
+            let last = String::from_utf8_lossy(&std::mem::take(&mut st.partial)).into_owned();
+            st.lines.push(last);
+        }
+        st.eof = true;
+        drop(st);
+        self.more.notify_all();
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut st = self.lock();
+        st.total += bytes.len() as u64;
+        if st.truncated {
+            return;
+        }
+        let room = self.limit.saturating_sub(st.kept);
+        let (keep, overflow) = if bytes.len() > room { (&bytes[..room], true) } else { (bytes, false) };
+        st.kept += keep.len();
+        let mut rest = keep;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let mut line = std::mem::take(&mut st.partial);
+            line.extend_from_slice(&rest[..pos]);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            st.lines.push(String::from_utf8_lossy(&line).into_owned());
+            rest = &rest[pos + 1..];
+        }
+        st.partial.extend_from_slice(rest);
+        if overflow {
+            st.truncated = true;
+        }
+        drop(st);
+        self.more.notify_all();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panicking capture thread cannot leave the state inconsistent
+        // (every update is a few plain assignments), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the next unread line, waiting for it until `deadline`.
+    pub fn next_line(&self, deadline: Deadline) -> Result<String, LineWait> {
+        let mut st = self.lock();
+        loop {
+            if st.cursor < st.lines.len() {
+                let line = st.lines[st.cursor].clone();
+                st.cursor += 1;
+                return Ok(line);
+            }
+            if st.truncated {
+                return Err(LineWait::Truncated);
+            }
+            if st.eof {
+                return Err(LineWait::Eof);
+            }
+            let left = deadline.remaining();
+            if left.is_zero() {
+                return Err(LineWait::Deadline);
+            }
+            st = self.more.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Waits until the writer side has closed (EOF), or the deadline.
+    pub fn wait_eof(&self, deadline: Deadline) -> bool {
+        let mut st = self.lock();
+        while !st.eof {
+            let left = deadline.remaining();
+            if left.is_zero() {
+                return false;
+            }
+            st = self.more.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        true
+    }
+
+    /// The last `n` lines captured (consumed or not), plus an unterminated
+    /// tail, for showing what a program printed.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let st = self.lock();
+        let start = st.lines.len().saturating_sub(n);
+        let mut out: Vec<String> = st.lines[start..].to_vec();
+        if !st.partial.is_empty() {
+            out.push(format!("{} (no newline)", String::from_utf8_lossy(&st.partial)));
+        }
+        out
+    }
+
+    /// The `n` lines before the reading cursor, the context of a mismatch.
+    pub fn before_cursor(&self, n: usize) -> Vec<String> {
+        let st = self.lock();
+        let end = st.cursor.min(st.lines.len());
+        st.lines[end.saturating_sub(n)..end].to_vec()
+    }
+
+    /// Lines consumed so far (1-based number of the last consumed line).
+    pub fn position(&self) -> usize {
+        self.lock().cursor
+    }
+
+    /// Whether output past the limit was dropped, and how many bytes came in all.
+    pub fn truncation(&self) -> (bool, u64) {
+        let st = self.lock();
+        (st.truncated, st.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_across_reads_and_keeps_tail() {
+        let (s, h) = CapturedStream::spawn(&b"one\ntw"[..], 1024);
+        h.join().unwrap();
+        assert_eq!(s.next_line(Deadline::after_ms(100)), Ok("one".into()));
+        assert_eq!(s.next_line(Deadline::after_ms(100)), Ok("tw".into()));
+        assert_eq!(s.next_line(Deadline::after_ms(100)), Err(LineWait::Eof));
+    }
+
+    #[test]
+    fn limit_truncates_but_drains() {
+        let data = "x\n".repeat(1000);
+        let (s, h) = CapturedStream::spawn(std::io::Cursor::new(data.into_bytes()), 10);
+        h.join().unwrap();
+        let mut n = 0;
+        while s.next_line(Deadline::after_ms(100)).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 5);
+        assert_eq!(s.truncation(), (true, 2000));
+        assert_eq!(s.next_line(Deadline::after_ms(10)), Err(LineWait::Truncated));
+    }
+}

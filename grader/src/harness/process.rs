@@ -1,0 +1,259 @@
+//! A program under test: spawned in its own process group and scratch
+//! directory, with piped stdin and captured stdout/stderr, and torn down
+//! (SIGTERM, then SIGKILL, to the whole group) when the test ends.
+
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use wait_timeout::ChildExt;
+
+use super::deadline::{poll_until, Deadline};
+use super::output::CapturedStream;
+
+/// How to start a program.
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The scratch directory it runs in (its cwd, HOME and TMPDIR).
+    pub workdir: PathBuf,
+    /// Extra environment on top of a minimal, fixed one.
+    pub env: Vec<(String, String)>,
+    pub output_limit: usize,
+}
+
+/// How a program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitState {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitState {
+    fn from_status(status: ExitStatus) -> ExitState {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitState::Code(code),
+            (None, Some(sig)) => ExitState::Signal(sig),
+            (None, None) => ExitState::Code(-1),
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            ExitState::Code(c) => format!("exited with status {c}"),
+            ExitState::Signal(s) => {
+                let name = crate::signals::describe(s);
+                let why = match s {
+                    libc::SIGSEGV => " (segmentation fault)",
+                    libc::SIGABRT => " (aborted: a panic in a signal handler or a failed assertion aborts)",
+                    libc::SIGPIPE => " (wrote to a pipe or socket with no reader)",
+                    libc::SIGKILL => " (killed)",
+                    _ => "",
+                };
+                format!("was killed by {name}{why}")
+            }
+        }
+    }
+}
+
+/// A running (or finished) program under test.
+pub struct Program {
+    pub name: String,
+    child: Child,
+    pid: Pid,
+    stdin: Option<ChildStdin>,
+    pub stdout: Arc<CapturedStream>,
+    pub stderr: Arc<CapturedStream>,
+    readers: Vec<JoinHandle<()>>,
+    exit: Option<ExitState>,
+}
+
+/// The fixed environment of every program under test: nothing of the
+/// grader's environment leaks in, so runs are reproducible.
+fn base_env(workdir: &Path) -> Vec<(String, String)> {
+    let dir = workdir.display().to_string();
+    vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), dir.clone()),
+        ("TMPDIR".into(), dir),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("RUST_BACKTRACE".into(), "0".into()),
+    ]
+}
+
+impl Program {
+    pub fn spawn(name: &str, opts: &SpawnOptions) -> std::io::Result<Program> {
+        let mut cmd = Command::new(&opts.program);
+        cmd.args(&opts.args)
+            .current_dir(&opts.workdir)
+            .env_clear()
+            .envs(base_env(&opts.workdir))
+            .envs(opts.env.iter().cloned())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: signals and the final kill reach every
+            // process it forks, and terminal Ctrl-C does not reach it.
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes async-signal-safe system calls (prctl, sigprocmask, signal).
+        unsafe {
+            cmd.pre_exec(|| {
+                // Die with the grader: a killed grader must not leave
+                // student programs running.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Start from a clean signal state whatever the grader's threads did.
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let pid = Pid::from_raw(child.id() as i32);
+        let (stdout, h1) = CapturedStream::spawn(child.stdout.take().expect("piped stdout"), opts.output_limit);
+        let (stderr, h2) = CapturedStream::spawn(child.stderr.take().expect("piped stderr"), opts.output_limit);
+        Ok(Program {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            pid,
+            stdout,
+            stderr,
+            readers: vec![h1, h2],
+            exit: None,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Writes `line` and a newline to stdin.
+    pub fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin already closed"))?;
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        stdin.write_all(&bytes)?;
+        stdin.flush()
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Sends a signal to the program's main process.
+    pub fn signal(&self, signal: Signal) -> nix::Result<()> {
+        if self.exit.is_some() {
+            return Err(Errno::ESRCH);
+        }
+        nix::sys::signal::kill(self.pid, signal)
+    }
+
+    /// The exit state, if it has exited (does not block).
+    pub fn try_exit(&mut self) -> Option<ExitState> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exit = Some(ExitState::from_status(status));
+            }
+        }
+        self.exit
+    }
+
+    /// Waits for the program to exit, until `deadline`.
+    pub fn wait_exit(&mut self, deadline: Deadline) -> Option<ExitState> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.wait_timeout(deadline.remaining()) {
+                self.exit = Some(ExitState::from_status(status));
+            }
+        }
+        self.exit
+    }
+
+    /// Ends the program and everything in its process group: SIGTERM, a
+    /// grace period for the group to empty, then SIGKILL. Reaps the main
+    /// process and any group member the grader inherited as subreaper, and
+    /// joins the capture threads. Returns how the main process ended.
+    pub fn terminate(&mut self, grace: Duration) -> ExitState {
+        let pgid = self.pid;
+        let _ = killpg(pgid, Signal::SIGTERM);
+        // SIGSTOPped members would never act on SIGTERM.
+        let _ = killpg(pgid, Signal::SIGCONT);
+        let deadline = Deadline::after(grace);
+        self.wait_exit(deadline);
+        let emptied = poll_until(deadline, || {
+            // Reap group members only once std has reaped the main process,
+            // so that its exit status is not stolen.
+            if self.try_exit().is_some() {
+                reap_group(pgid);
+            }
+            group_is_empty(pgid).then_some(())
+        });
+        if emptied.is_none() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        let state = match self.wait_exit(Deadline::after(Duration::from_secs(5))) {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                let status = self.child.wait().ok();
+                status.map_or(ExitState::Signal(libc::SIGKILL), ExitState::from_status)
+            }
+        };
+        // Killed members become zombies until reaped; wait for the group to
+        // be gone entirely, reaping the ones that were reparented to us.
+        poll_until(Deadline::after(Duration::from_secs(5)), || {
+            reap_group(pgid);
+            group_is_empty(pgid).then_some(())
+        });
+        self.close_stdin();
+        // A grandchild that escaped the group may still hold the pipes open;
+        // the capture threads then finish when it dies, and are left to do so.
+        for reader in self.readers.drain(..) {
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        state
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if self.exit.is_none() || !group_is_empty(self.pid) {
+            self.terminate(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Whether no process (zombies included) remains in the group.
+pub fn group_is_empty(pgid: Pid) -> bool {
+    matches!(killpg(pgid, None), Err(Errno::ESRCH))
+}
+
+/// Reaps exited members of the group that are the grader's children (the
+/// grader is a child subreaper, so orphans of the group come to it).
+fn reap_group(pgid: Pid) {
+    while let Ok(status) = waitpid(Pid::from_raw(-pgid.as_raw()), Some(WaitPidFlag::WNOHANG)) {
+        if status == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The `cargo-grade` command line. Cargo runs it as `cargo-grade grade ARGS`
+//! when installed, and the course's `cargo grade` alias does the same.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cargo_grade::course::Course;
+use cargo_grade::grade::{self, GradeOptions};
+use cargo_grade::report;
+use cargo_grade::selfcheck;
+
+/// Exit statuses: grading ran (whatever the score).
+const EXIT_OK: u8 = 0;
+/// `--fail-under` not met, or a self-check found a problem.
+const EXIT_BELOW: u8 = 1;
+/// Usage, spec or environment error.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo grade",
+    bin_name = "cargo grade",
+    version,
+    about = "Grade a submission for a Linux IPC task by running it as real processes against the task's spec.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    grade: GradeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the course's tasks.
+    List {
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Check a task's spec: the reference solution gets full marks, the
+    /// starter almost nothing, and every mutant loses points where expected.
+    Selfcheck {
+        /// Task id (`task1`) or slug (`task1-signals`).
+        task: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct GradeArgs {
+    /// Task id (`task1`) or slug (`task1-signals`).
+    task: Option<String>,
+    /// The submission's crate directory [default: the task's starter crate].
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Seed for every randomised fault; a report prints the seed it used.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run only the test of this name, or the tests whose name contains it.
+    #[arg(long, value_name = "PATTERN")]
+    only: Option<String>,
+    /// Exit with status 1 when the score is below this percentage.
+    #[arg(long, value_name = "PERCENT")]
+    fail_under: Option<f64>,
+    /// The course repository [default: the nearest directory above with specs/].
+    #[arg(long, value_name = "DIR")]
+    course: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    // Cargo calls an installed subcommand as `cargo-grade grade ARGS`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "grade") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
+    if let Err(e) = cargo_grade::become_subreaper() {
+        eprintln!("cargo grade: warning: cannot become a child subreaper ({e}); daemonised processes may escape cleanup");
+    }
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("cargo grade: error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, String> {
+    match cli.command {
+        Some(Command::List { course }) => list(course.as_deref()),
+        Some(Command::Selfcheck {
+            task,
+            seed,
+            format,
+            course,
+        }) => {
+            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            let check = selfcheck::run(&course, &spec, seed).map_err(|e| e.to_string())?;
+            match format {
+                Format::Human => print!("{}", check.render()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&check).expect("serialisable")),
+            }
+            Ok(if check.passed() { EXIT_OK } else { EXIT_BELOW })
+        }
+        None => grade_one(cli.grade),
+    }
+}
+
+fn list(course: Option<&Path>) -> Result<u8, String> {
+    let course = Course::locate(course).map_err(|e| e.to_string())?;
+    for spec in course.specs().map_err(|e| e.to_string())? {
+        println!(
+            "{:<7} {:<16} {:<45} {} tests, {} points",
+            spec.task.id,
+            spec.task.slug,
+            spec.task.title,
+            spec.tests.len(),
+            spec.max_score()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn grade_one(args: GradeArgs) -> Result<u8, String> {
+    let Some(task) = args.task else {
+        return Err("which task? e.g. `cargo grade task1` (see `cargo grade list`)".into());
+    };
+    if let Some(p) = args.fail_under {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!("--fail-under {p}: give a percentage between 0 and 100"));
+        }
+    }
+    let course = Course::locate(args.course.as_deref()).map_err(|e| e.to_string())?;
+    let spec = course.task(&task).map_err(|e| e.to_string())?;
+    let (submission, shown_path) = match &args.path {
+        Some(p) => (p.clone(), p.display().to_string()),
+        None => {
+            let dir = course.starter_dir(&spec);
+            let shown = dir.strip_prefix(&course.root).unwrap_or(&dir).display().to_string();
+            (dir, shown)
+        }
+    };
+    if !submission.is_dir() {
+        return Err(format!("submission {}: no such directory", submission.display()));
+    }
+    let opts = GradeOptions {
+        seed: args.seed,
+        only: args.only,
+        shown_path,
+    };
+    let report = grade::grade(&course, &spec, &submission, &opts).map_err(|e| e.to_string())?;
+    match args.format {
+        Format::Human => {
+            let mut out = anstream::stdout();
+            report::human::render(&report, &mut out).map_err(|e| format!("writing the report: {e}"))?;
+        }
+        Format::Json => println!("{}", report::json::render(&report)),
+    }
+    if let cargo_grade::result::Outcome::Ungradable(_) = report.outcome {
+        return Ok(EXIT_ERROR);
+    }
+    match args.fail_under {
+        Some(p) if report.percent() < p => Ok(EXIT_BELOW),
+        _ => Ok(EXIT_OK),
+    }
+}

@@ -1,0 +1,124 @@
+//! The report a student reads in a terminal: a line per test, then, for each
+//! lost point, what the grader did, expected and observed, the hint and the
+//! command that reproduces it. Colour comes and goes with the terminal
+//! (`anstream` drops it when piped or when `NO_COLOR` is set).
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+
+use crate::result::{Outcome, Report, Status, TestResult};
+use crate::spec::Visibility;
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const GREEN: Style = AnsiColor::Green.on_default().bold();
+const RED: Style = AnsiColor::Red.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+const CYAN: Style = AnsiColor::Cyan.on_default();
+
+fn status_style(status: Status) -> (Style, &'static str) {
+    match status {
+        Status::Passed => (GREEN, "PASS"),
+        Status::Failed => (RED, "FAIL"),
+        Status::Timeout => (YELLOW, "TIME"),
+        Status::Error => (YELLOW, "ERR "),
+        Status::NotRun => (DIM, "SKIP"),
+    }
+}
+
+/// Writes the report; `out` is usually `anstream::stdout()`.
+pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{BOLD}cargo-grade{BOLD:#} {} · {BOLD}{}{BOLD:#} {} · submission {} · seed {}",
+        report.environment.grader_version, report.task, report.title, report.submission, report.seed
+    )?;
+    writeln!(out, "{DIM}isolation: {}{DIM:#}", report.environment.isolation)?;
+    match &report.outcome {
+        Outcome::BuildFailed => {
+            writeln!(out, "{RED}build failed{RED:#}: your code does not compile, so every test scores 0.")?;
+            writeln!(out, "{}", report.build.diagnostics.trim_end())?;
+        }
+        Outcome::Ungradable(why) => {
+            writeln!(out, "{YELLOW}could not grade{YELLOW:#}: {why}")?;
+            writeln!(out, "This is a problem of the grader or the machine, not a verdict on your code.")?;
+        }
+        Outcome::Graded => {
+            writeln!(out, "build: ok ({:.1} s)", report.build.duration_ms as f64 / 1000.0)?;
+        }
+    }
+    writeln!(out)?;
+    let width = report.tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in &report.tests {
+        let (style, label) = status_style(t.status);
+        writeln!(
+            out,
+            "  {style}{label}{style:#}  {:<width$}  {:>2}/{:<2}  {DIM}{:.2} s{DIM:#}",
+            t.name,
+            t.score,
+            t.max_score,
+            t.duration_ms as f64 / 1000.0
+        )?;
+    }
+    for t in report.tests.iter().filter(|t| !matches!(t.status, Status::Passed | Status::NotRun)) {
+        writeln!(out)?;
+        explain(t, out)?;
+    }
+    writeln!(out)?;
+    let style = if report.score == report.max_score { GREEN } else { BOLD };
+    writeln!(
+        out,
+        "{style}Score: {}/{} ({:.0}%){style:#}  {DIM}seed {} · {:.1} s{DIM:#}",
+        report.score,
+        report.max_score,
+        report.percent(),
+        report.seed,
+        report.duration_ms as f64 / 1000.0
+    )?;
+    Ok(())
+}
+
+fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
+    let (style, _) = status_style(t.status);
+    writeln!(
+        out,
+        "{style}── {} ({} of {} points lost: {}){style:#}",
+        t.name,
+        t.max_score - t.score,
+        t.max_score,
+        t.status.label()
+    )?;
+    if !t.description.is_empty() && t.visibility == Visibility::Visible {
+        writeln!(out, "{DIM}{}{DIM:#}", t.description.trim())?;
+    }
+    match (&t.failure, t.visibility) {
+        (Some(f), Visibility::Visible) => {
+            writeln!(out, "{BOLD}What the grader did:{BOLD:#}")?;
+            for (i, action) in f.actions.iter().enumerate() {
+                let marker = if i + 1 == f.actions.len() { "→" } else { " " };
+                writeln!(out, "  {marker} {}. {action}", i + 1)?;
+            }
+            writeln!(out, "{BOLD}Expected:{BOLD:#} {GREEN}{}{GREEN:#}", f.expected)?;
+            writeln!(out, "{BOLD}Observed:{BOLD:#} {RED}{}{RED:#}", f.observed)?;
+            if !t.faults.is_empty() {
+                writeln!(out, "{BOLD}Faults injected:{BOLD:#} {}", t.faults.join("; "))?;
+            }
+            for (label, tail) in [("stdout", &f.stdout_tail), ("stderr", &f.stderr_tail)] {
+                if !tail.is_empty() {
+                    writeln!(out, "{BOLD}Last lines of {label}:{BOLD:#}")?;
+                    for line in tail {
+                        writeln!(out, "  {DIM}|{DIM:#} {line}")?;
+                    }
+                }
+            }
+        }
+        (_, Visibility::Hidden) => writeln!(out, "This is a hidden test: its details are not shown.")?,
+        (None, _) => writeln!(out, "{}", t.output.trim_end())?,
+    }
+    if !t.hint.is_empty() {
+        writeln!(out, "{BOLD}Hint:{BOLD:#} {}", t.hint)?;
+    }
+    writeln!(out, "{BOLD}Reproduce:{BOLD:#} {CYAN}{}{CYAN:#}", t.reproduce)?;
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Self-checking a spec: the reference solution must get full marks, the
+//! untouched starter at most [`STARTER_MAX_PERCENT`], and every known-buggy
+//! variant of the solution (a mutant) must lose points in each test meant to
+//! catch it. A spec that passes this is a spec whose tests can fail.
+//!
+//! Mutants live beside the solution, in `solutions/<slug>/mutants.toml`: a
+//! find/replace on one file of the solution, so a mutant is a reviewed,
+//! minimal, realistic bug rather than a copy of the whole program.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::course::Course;
+use crate::grade::{self, GradeOptions};
+use crate::result::{Outcome, Report};
+use crate::spec::{Spec, SpecError};
+
+/// The most the untouched starter may score, in percent.
+pub const STARTER_MAX_PERCENT: f64 = 10.0;
+
+/// One known-buggy variant of the reference solution.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mutant {
+    pub name: String,
+    pub description: String,
+    /// File of the solution crate to patch, relative to it.
+    pub file: String,
+    /// Text that occurs exactly once in that file...
+    pub find: String,
+    /// ...and what it becomes.
+    pub replace: String,
+    /// Tests that must lose points against this mutant.
+    pub catches: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MutantsFile {
+    #[serde(rename = "mutant")]
+    mutants: Vec<Mutant>,
+}
+
+/// The path of a task's mutants file.
+pub fn mutants_path(course: &Course, spec: &Spec) -> PathBuf {
+    course.solution_dir(spec).join("mutants.toml")
+}
+
+/// Reads and validates the mutants of a task against its spec.
+pub fn load_mutants(path: &Path, spec: &Spec) -> Result<Vec<Mutant>, SpecError> {
+    let err = |line: Option<usize>, message: String| SpecError {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
+    let file: MutantsFile = toml::from_str(&text).map_err(|e| err(None, e.to_string().trim_end().to_owned()))?;
+    for m in &file.mutants {
+        if m.catches.is_empty() {
+            return Err(err(None, format!("mutant {:?}: `catches` lists no test", m.name)));
+        }
+        for t in &m.catches {
+            if !spec.tests.iter().any(|test| &test.name == t) {
+                return Err(err(None, format!("mutant {:?}: catches unknown test {t:?}", m.name)));
+            }
+        }
+    }
+    Ok(file.mutants)
+}
+
+/// Writes the mutant's crate (the solution with the patch applied) into `dir`.
+pub fn materialise(mutant: &Mutant, solution: &Path, dir: &Path) -> Result<(), String> {
+    copy_crate(solution, dir).map_err(|e| format!("copying {}: {e}", solution.display()))?;
+    let target = dir.join(&mutant.file);
+    let text = std::fs::read_to_string(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    match text.matches(&mutant.find).count() {
+        1 => {}
+        n => {
+            return Err(format!(
+                "mutant {:?}: `find` occurs {n} times in {} (it must occur exactly once)",
+                mutant.name, mutant.file
+            ))
+        }
+    }
+    std::fs::write(&target, text.replacen(&mutant.find, &mutant.replace, 1)).map_err(|e| e.to_string())
+}
+
+fn copy_crate(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_crate(&entry.path(), &to.join(&name))?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// The verdict of one self-check item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// `reference`, `starter`, or `mutant NAME`.
+    pub subject: String,
+    pub ok: bool,
+    pub score: u32,
+    pub max_score: u32,
+    /// Why it is (not) as required.
+    pub detail: String,
+}
+
+/// A self-check of one task.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfCheck {
+    pub task: String,
+    pub seed: u64,
+    pub checks: Vec<Check>,
+}
+
+impl SelfCheck {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = format!("self-check of {} (seed {})\n", self.task, self.seed);
+        for c in &self.checks {
+            out.push_str(&format!(
+                "  {}  {:<28} {:>2}/{:<2}  {}\n",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.subject,
+                c.score,
+                c.max_score,
+                c.detail
+            ));
+        }
+        let failed = self.checks.iter().filter(|c| !c.ok).count();
+        out.push_str(&if failed == 0 {
+            format!("all {} checks passed\n", self.checks.len())
+        } else {
+            format!("{failed} of {} checks failed\n", self.checks.len())
+        });
+        out
+    }
+}
+
+/// Grades the solution, the starter and every mutant of `spec`.
+pub fn run(course: &Course, spec: &Spec, seed: u64) -> Result<SelfCheck, Box<dyn std::error::Error>> {
+    let mutants = load_mutants(&mutants_path(course, spec), spec)?;
+    let opts = |shown: String| GradeOptions {
+        seed,
+        only: None,
+        shown_path: shown,
+    };
+    let mut checks = Vec::new();
+
+    let solution = course.solution_dir(spec);
+    let reference = grade::grade(course, spec, &solution, &opts(format!("solutions/{}", spec.task.slug)))?;
+    checks.push(judge_reference(&reference));
+
+    let starter = grade::grade(course, spec, &course.starter_dir(spec), &opts(format!("starter/{}", spec.task.slug)))?;
+    checks.push(judge_starter(&starter));
+
+    for mutant in &mutants {
+        let dir = tempfile::Builder::new().prefix("cargo-grade-mutant-").tempdir()?;
+        materialise(mutant, &solution, dir.path())?;
+        let report = grade::grade(course, spec, dir.path(), &opts(format!("<mutant {}>", mutant.name)))?;
+        checks.push(judge_mutant(mutant, &report));
+    }
+    Ok(SelfCheck {
+        task: spec.task.id.clone(),
+        seed,
+        checks,
+    })
+}
+
+fn summary(subject: String, report: &Report, ok: bool, detail: String) -> Check {
+    Check {
+        subject,
+        ok,
+        score: report.score,
+        max_score: report.max_score,
+        detail,
+    }
+}
+
+fn lost(report: &Report) -> Vec<String> {
+    report
+        .tests
+        .iter()
+        .filter(|t| t.score < t.max_score)
+        .map(|t| format!("{} ({})", t.name, t.status.label()))
+        .collect()
+}
+
+/// The reference must be graded and get every point.
+pub fn judge_reference(report: &Report) -> Check {
+    let ok = report.outcome == Outcome::Graded && report.score == report.max_score;
+    let detail = if ok {
+        "full marks".into()
+    } else if report.outcome != Outcome::Graded {
+        format!("not graded: {:?}", report.outcome)
+    } else {
+        format!("lost points in {}", lost(report).join(", "))
+    };
+    summary("reference".into(), report, ok, detail)
+}
+
+/// The starter must build and score at most [`STARTER_MAX_PERCENT`].
+pub fn judge_starter(report: &Report) -> Check {
+    let ok = report.outcome == Outcome::Graded && report.percent() <= STARTER_MAX_PERCENT;
+    let detail = match &report.outcome {
+        Outcome::Graded => format!("{:.0}% (at most {STARTER_MAX_PERCENT:.0}% allowed)", report.percent()),
+        Outcome::BuildFailed => "the starter does not compile".into(),
+        Outcome::Ungradable(why) => format!("not graded: {why}"),
+    };
+    summary("starter".into(), report, ok, detail)
+}
+
+/// The mutant must be graded and lose points in every test of `catches`.
+pub fn judge_mutant(mutant: &Mutant, report: &Report) -> Check {
+    let missed: Vec<&String> = mutant
+        .catches
+        .iter()
+        .filter(|name| report.tests.iter().any(|t| &t.name == *name && t.score == t.max_score))
+        .collect();
+    let ok = report.outcome == Outcome::Graded && missed.is_empty();
+    let detail = match &report.outcome {
+        Outcome::Graded if ok => format!("caught by {}", lost(report).join(", ")),
+        Outcome::Graded => format!(
+            "NOT caught by {} (it lost points in: {})",
+            missed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            lost(report).join(", ")
+        ),
+        Outcome::BuildFailed => format!("does not compile: {}", report.build.diagnostics.lines().next().unwrap_or("")),
+        Outcome::Ungradable(why) => format!("not graded: {why}"),
+    };
+    summary(format!("mutant {}", mutant.name), report, ok, detail)
+}

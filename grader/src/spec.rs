@@ -1,0 +1,637 @@
+//! The spec model: one TOML file per task, read into typed structures and
+//! validated before anything runs.
+//!
+//! The format is documented for TAs in `specs/README.md`; keep the two in
+//! step. Parsing is strict: unknown keys, wrong types and semantic mistakes
+//! (a regex that does not compile, a step with two actions, a variable used
+//! before it is captured) are errors that name the file, the line and the key,
+//! so a TA finds a typo before a student does.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::signals;
+
+/// A whole task spec, validated.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Where the spec was read from (for messages).
+    pub path: PathBuf,
+    pub task: TaskMeta,
+    pub limits: Limits,
+    pub tests: Vec<Test>,
+}
+
+/// `[task]`: who the task is and where its crates live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskMeta {
+    /// Short id students type: `task1`.
+    pub id: String,
+    /// Directory name of the starter and solution crates: `task1-signals`.
+    pub slug: String,
+    pub title: String,
+    /// The binary target the grader runs (the crate's `[[bin]]` name).
+    pub binary: String,
+    /// The handout, relative to the course root.
+    pub handout: String,
+}
+
+/// `[limits]`: budgets for the build and for each test.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock budget for `cargo build` of a submission.
+    #[serde(default = "default_build_timeout_s")]
+    pub build_timeout_s: u64,
+    /// Default wall-clock budget of a test (a test may set its own).
+    #[serde(default = "default_test_timeout_ms")]
+    pub test_timeout_ms: u64,
+    /// Captured bytes per stream per process; the rest is drained and dropped.
+    #[serde(default = "default_output_limit")]
+    pub output_limit_bytes: usize,
+}
+
+fn default_build_timeout_s() -> u64 {
+    300
+}
+fn default_test_timeout_ms() -> u64 {
+    5_000
+}
+fn default_output_limit() -> usize {
+    4 << 20
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            build_timeout_s: default_build_timeout_s(),
+            test_timeout_ms: default_test_timeout_ms(),
+            output_limit_bytes: default_output_limit(),
+        }
+    }
+}
+
+/// Whether students see a test's details in their report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Visible,
+    /// Name, status and points are shown; what was checked is not.
+    Hidden,
+}
+
+/// One graded test: a named list of steps worth `points`.
+#[derive(Debug, Clone)]
+pub struct Test {
+    pub name: String,
+    pub description: String,
+    pub points: u32,
+    pub timeout_ms: u64,
+    pub visibility: Visibility,
+    pub hint: String,
+    pub steps: Vec<Step>,
+    /// 1-based line of the `[[test]]` entry in the spec.
+    pub line: usize,
+}
+
+/// A number in a check: a literal, or a variable (`sent_SIGINT`, or a name
+/// bound by `capture`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Int(i64),
+    Var(String),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Var(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Which captured stream a line check reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamName {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+/// A check on a number captured from a line.
+#[derive(Debug, Clone, Default)]
+pub struct NumberCheck {
+    /// Bind the captured number to this name for later steps.
+    pub capture: Option<String>,
+    pub at_least: Option<Value>,
+    pub at_most: Option<Value>,
+    pub equals: Option<Value>,
+}
+
+impl NumberCheck {
+    fn is_empty(&self) -> bool {
+        self.capture.is_none()
+            && self.at_least.is_none()
+            && self.at_most.is_none()
+            && self.equals.is_none()
+    }
+}
+
+/// What a step does. Exactly one action per step.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Start the submission's binary as a named process.
+    Start { name: String, args: Vec<String> },
+    /// Write a line (with `\n`) to the process's stdin.
+    SendLine(String),
+    /// Close the process's stdin (it then reads EOF).
+    CloseStdin,
+    /// Send `count` signals, spread over `spread_ms` with seeded gaps;
+    /// `background` lets the following steps run meanwhile.
+    Signal {
+        signal: nix::sys::signal::Signal,
+        count: u32,
+        spread_ms: u64,
+        background: bool,
+    },
+    /// Wait for every background fault injection to finish.
+    Join,
+    /// Skip output lines until one matches.
+    WaitFor(regex::Regex, NumberCheck),
+    /// The next output line must match.
+    Expect(regex::Regex, NumberCheck),
+    /// The next lines must be `template` with `{}` replaced by from..=to.
+    ExpectNumbered { template: String, from: u64, to: u64 },
+    /// Right now, these signals must have handlers (SigCgt).
+    ExpectHandlers(Vec<nix::sys::signal::Signal>),
+    /// Wait until the process is blocked in this system call.
+    WaitSyscall(String),
+    /// Wait for the process to exit with this status.
+    ExpectExit(i32),
+    /// Wait for the process to be killed by this signal.
+    ExpectKilledBy(nix::sys::signal::Signal),
+    /// The process must still be running.
+    ExpectAlive,
+}
+
+/// One step of a test, validated.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub action: Action,
+    /// The process this step acts on; `None` means the test's only process.
+    pub process: Option<String>,
+    pub stream: StreamName,
+    /// Budget for this step's wait; defaults to what is left of the test's.
+    pub timeout_ms: Option<u64>,
+    /// 1-based line in the spec file.
+    pub line: usize,
+}
+
+// ---------------------------------------------------------------------------
+// Raw, serde-facing shapes. They mirror the TOML exactly; `validate` turns
+// them into the model above.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    task: TaskMeta,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(rename = "test", default)]
+    tests: Vec<Spanned<RawTest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    #[serde(default)]
+    description: String,
+    points: u32,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    visibility: Visibility,
+    #[serde(default)]
+    hint: String,
+    steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    // Actions: exactly one of these.
+    start: Option<String>,
+    send_line: Option<String>,
+    close_stdin: Option<bool>,
+    signal: Option<String>,
+    join: Option<bool>,
+    wait_for: Option<String>,
+    expect: Option<String>,
+    expect_numbered: Option<String>,
+    expect_handlers: Option<Vec<String>>,
+    wait_syscall: Option<String>,
+    expect_exit: Option<i32>,
+    expect_killed_by: Option<String>,
+    expect_alive: Option<bool>,
+    // Options.
+    process: Option<String>,
+    args: Option<Vec<String>>,
+    count: Option<u32>,
+    spread_ms: Option<u64>,
+    background: Option<bool>,
+    from: Option<u64>,
+    to: Option<u64>,
+    stream: Option<StreamName>,
+    timeout_ms: Option<u64>,
+    capture: Option<String>,
+    at_least: Option<Value>,
+    at_most: Option<Value>,
+    equals: Option<Value>,
+}
+
+/// A spec that could not be loaded, with where and why.
+#[derive(Debug)]
+pub struct SpecError {
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// The system calls `wait_syscall` understands, with their x86_64/aarch64
+/// numbers resolved at compile time by libc.
+pub const KNOWN_SYSCALLS: &[&str] = &[
+    "read",
+    "write",
+    "openat",
+    "accept4",
+    "recvfrom",
+    "msgrcv",
+    "futex",
+    "ppoll",
+    "wait4",
+    "clock_nanosleep",
+    "rt_sigsuspend",
+];
+
+impl Spec {
+    /// Reads and validates the spec at `path`.
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            path: path.to_owned(),
+            line: None,
+            message: format!("cannot read spec: {e}"),
+        })?;
+        Spec::parse(path, &text)
+    }
+
+    /// Parses spec text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
+            path: path.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            // toml's message already shows the offending line and key.
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let err = |line: usize, message: String| SpecError {
+            path: path.to_owned(),
+            line: Some(line),
+            message,
+        };
+
+        let task = raw.task;
+        for (key, value) in [("id", &task.id), ("slug", &task.slug), ("binary", &task.binary)] {
+            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(err(
+                    line_of_key(text, key),
+                    format!("[task].{key} = {value:?}: use letters, digits, '-' and '_' only"),
+                ));
+            }
+        }
+        if !task.slug.starts_with(&format!("{}-", task.id)) {
+            return Err(err(
+                line_of_key(text, "slug"),
+                format!("[task].slug {:?} must start with the id and a dash ({}-...)", task.slug, task.id),
+            ));
+        }
+        if raw.tests.is_empty() {
+            return Err(SpecError {
+                path: path.to_owned(),
+                line: None,
+                message: "the spec has no [[test]] entries".into(),
+            });
+        }
+
+        let mut names = BTreeSet::new();
+        let mut tests = Vec::new();
+        for spanned in raw.tests {
+            let line = line_of(text, spanned.span().start);
+            let raw_test = spanned.into_inner();
+            let name = raw_test.name.clone();
+            let test_err = |line: usize, msg: String| err(line, format!("test {name:?}: {msg}"));
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(test_err(line, "name: use letters, digits, '_' and '-' only".into()));
+            }
+            if !names.insert(name.clone()) {
+                return Err(test_err(line, "name: another test already has this name".into()));
+            }
+            if raw_test.points == 0 {
+                return Err(test_err(line, "points: must be at least 1".into()));
+            }
+            let timeout_ms = raw_test.timeout_ms.unwrap_or(raw.limits.test_timeout_ms);
+            if timeout_ms == 0 {
+                return Err(test_err(line, "timeout_ms: must be positive".into()));
+            }
+            let mut ctx = StepContext::default();
+            let mut steps = Vec::new();
+            for (index, raw_step) in raw_test.steps.into_iter().enumerate() {
+                let step_line = line_of(text, raw_step.span().start);
+                let step = validate_step(raw_step.into_inner(), step_line, &mut ctx)
+                    .map_err(|m| test_err(step_line, format!("step {}: {m}", index + 1)))?;
+                steps.push(step);
+            }
+            if steps.is_empty() {
+                return Err(test_err(line, "steps: a test needs at least one step".into()));
+            }
+            if ctx.started.len() > 1 {
+                if let Some(step) = steps.iter().find(|s| s.process.is_none() && targets_process(&s.action)) {
+                    return Err(test_err(
+                        step.line,
+                        "process: this test starts several processes, so each step must name one".into(),
+                    ));
+                }
+            }
+            tests.push(Test {
+                name,
+                description: raw_test.description,
+                points: raw_test.points,
+                timeout_ms,
+                visibility: raw_test.visibility,
+                hint: raw_test.hint,
+                steps,
+                line,
+            });
+        }
+
+        Ok(Spec {
+            path: path.to_owned(),
+            task,
+            limits: raw.limits,
+            tests,
+        })
+    }
+
+    /// Total points of the spec.
+    pub fn max_score(&self) -> u32 {
+        self.tests.iter().map(|t| t.points).sum()
+    }
+}
+
+fn targets_process(action: &Action) -> bool {
+    !matches!(action, Action::Start { .. } | Action::Join)
+}
+
+/// What validation of earlier steps in a test has established.
+#[derive(Default)]
+struct StepContext {
+    started: Vec<String>,
+    /// Variables bound so far (captures and `sent_SIGNAL` counters).
+    vars: BTreeSet<String>,
+}
+
+fn validate_step(raw: RawStep, line: usize, ctx: &mut StepContext) -> Result<Step, String> {
+    let mut actions = Vec::new();
+    macro_rules! present {
+        ($($field:ident),*) => { $( if raw.$field.is_some() { actions.push(stringify!($field)); } )* };
+    }
+    present!(
+        start,
+        send_line,
+        close_stdin,
+        signal,
+        join,
+        wait_for,
+        expect,
+        expect_numbered,
+        expect_handlers,
+        wait_syscall,
+        expect_exit,
+        expect_killed_by,
+        expect_alive
+    );
+    let action_name = match actions.as_slice() {
+        [one] => *one,
+        [] => return Err("no action: a step needs one of start, send_line, close_stdin, signal, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, expect_exit, expect_killed_by, expect_alive".into()),
+        many => return Err(format!("several actions ({}): put each in its own step", many.join(", "))),
+    };
+
+    // Options and the actions they belong to.
+    let allowed: &[&str] = match action_name {
+        "start" => &["args"],
+        "signal" => &["count", "spread_ms", "background"],
+        "wait_for" | "expect" => &["stream", "capture", "at_least", "at_most", "equals"],
+        "expect_numbered" => &["from", "to", "stream"],
+        _ => &[],
+    };
+    let options = [
+        ("args", raw.args.is_some()),
+        ("count", raw.count.is_some()),
+        ("spread_ms", raw.spread_ms.is_some()),
+        ("background", raw.background.is_some()),
+        ("from", raw.from.is_some()),
+        ("to", raw.to.is_some()),
+        ("stream", raw.stream.is_some()),
+        ("capture", raw.capture.is_some()),
+        ("at_least", raw.at_least.is_some()),
+        ("at_most", raw.at_most.is_some()),
+        ("equals", raw.equals.is_some()),
+    ];
+    for (option, set) in options {
+        if set && !allowed.contains(&option) {
+            return Err(format!("`{option}` does not apply to `{action_name}`"));
+        }
+    }
+    if action_name == "start" && raw.process.is_some() {
+        return Err("`start` names the process itself: write start = \"NAME\"".into());
+    }
+    if let Some(p) = &raw.process {
+        if !ctx.started.contains(p) {
+            return Err(format!("process {p:?} is not started by an earlier step"));
+        }
+    } else if action_name != "start" && action_name != "join" && ctx.started.is_empty() {
+        return Err(format!("`{action_name}` before any `start` step"));
+    }
+
+    let flag = |v: Option<bool>, name: &str| -> Result<(), String> {
+        match v {
+            Some(true) => Ok(()),
+            _ => Err(format!("`{name}` takes the value true")),
+        }
+    };
+    let regex = |pattern: &str| {
+        regex::Regex::new(pattern).map_err(|e| format!("{action_name} = {pattern:?} is not a valid regex: {e}"))
+    };
+    let number_check = |re: &regex::Regex, ctx: &mut StepContext| -> Result<NumberCheck, String> {
+        let check = NumberCheck {
+            capture: raw.capture.clone(),
+            at_least: raw.at_least.clone(),
+            at_most: raw.at_most.clone(),
+            equals: raw.equals.clone(),
+        };
+        if !check.is_empty() && re.captures_len() != 2 {
+            return Err(format!(
+                "capture/at_least/at_most/equals need exactly one capture group in the regex, found {}",
+                re.captures_len() - 1
+            ));
+        }
+        for v in [&check.at_least, &check.at_most, &check.equals].into_iter().flatten() {
+            if let Value::Var(name) = v {
+                if !ctx.vars.contains(name) {
+                    return Err(format!(
+                        "variable {name:?} is not bound here (bind it with `capture`, or send signals for sent_SIGNAME)"
+                    ));
+                }
+            }
+        }
+        if let Some(name) = &check.capture {
+            ctx.vars.insert(name.clone());
+        }
+        Ok(check)
+    };
+
+    let action = match action_name {
+        "start" => {
+            let name = raw.start.clone().unwrap_or_default();
+            if name.is_empty() {
+                return Err("start: the process needs a name".into());
+            }
+            if ctx.started.contains(&name) {
+                return Err(format!("start: process {name:?} is already started"));
+            }
+            ctx.started.push(name.clone());
+            Action::Start {
+                name,
+                args: raw.args.clone().unwrap_or_default(),
+            }
+        }
+        "send_line" => Action::SendLine(raw.send_line.clone().unwrap_or_default()),
+        "close_stdin" => {
+            flag(raw.close_stdin, "close_stdin")?;
+            Action::CloseStdin
+        }
+        "join" => {
+            flag(raw.join, "join")?;
+            Action::Join
+        }
+        "expect_alive" => {
+            flag(raw.expect_alive, "expect_alive")?;
+            Action::ExpectAlive
+        }
+        "signal" => {
+            let name = raw.signal.as_deref().unwrap_or_default();
+            let signal = signals::parse(name).map_err(|e| format!("signal: {e}"))?;
+            let count = raw.count.unwrap_or(1);
+            if count == 0 {
+                return Err("count: must be at least 1".into());
+            }
+            ctx.vars.insert(format!("sent_{}", signals::name(signal)));
+            Action::Signal {
+                signal,
+                count,
+                spread_ms: raw.spread_ms.unwrap_or(0),
+                background: raw.background.unwrap_or(false),
+            }
+        }
+        "wait_for" => {
+            let re = regex(raw.wait_for.as_deref().unwrap_or_default())?;
+            let check = number_check(&re, ctx)?;
+            Action::WaitFor(re, check)
+        }
+        "expect" => {
+            let re = regex(raw.expect.as_deref().unwrap_or_default())?;
+            let check = number_check(&re, ctx)?;
+            Action::Expect(re, check)
+        }
+        "expect_numbered" => {
+            let template = raw.expect_numbered.clone().unwrap_or_default();
+            if template.matches("{}").count() != 1 {
+                return Err("expect_numbered: the template needs exactly one {} for the number".into());
+            }
+            let (Some(from), Some(to)) = (raw.from, raw.to) else {
+                return Err("expect_numbered needs `from` and `to`".into());
+            };
+            if from > to {
+                return Err(format!("expect_numbered: from ({from}) is greater than to ({to})"));
+            }
+            Action::ExpectNumbered { template, from, to }
+        }
+        "expect_handlers" => {
+            let names = raw.expect_handlers.clone().unwrap_or_default();
+            if names.is_empty() {
+                return Err("expect_handlers: list at least one signal".into());
+            }
+            let sigs = names
+                .iter()
+                .map(|n| signals::parse(n))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("expect_handlers: {e}"))?;
+            Action::ExpectHandlers(sigs)
+        }
+        "wait_syscall" => {
+            let name = raw.wait_syscall.clone().unwrap_or_default();
+            if !KNOWN_SYSCALLS.contains(&name.as_str()) {
+                return Err(format!(
+                    "wait_syscall: unknown system call {name:?} (known: {})",
+                    KNOWN_SYSCALLS.join(", ")
+                ));
+            }
+            Action::WaitSyscall(name)
+        }
+        "expect_exit" => Action::ExpectExit(raw.expect_exit.unwrap_or_default()),
+        "expect_killed_by" => {
+            let name = raw.expect_killed_by.as_deref().unwrap_or_default();
+            Action::ExpectKilledBy(signals::parse(name).map_err(|e| format!("expect_killed_by: {e}"))?)
+        }
+        other => unreachable!("action {other} listed above"),
+    };
+
+    Ok(Step {
+        action,
+        process: raw.process,
+        stream: raw.stream.unwrap_or_default(),
+        timeout_ms: raw.timeout_ms,
+        line,
+    })
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Best-effort line of `key = ` in the `[task]` table, for messages about it.
+fn line_of_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(key) && l.contains('='))
+        .map_or(1, |i| i + 1)
+}
