@@ -158,10 +158,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
 
 impl Scenario<'_> {
     fn run_step(&mut self, step: &Step) -> Result<(), StepFailure> {
-        let deadline = match step.timeout_ms {
-            Some(ms) => Deadline::after_ms(ms).min(self.deadline),
-            None => self.deadline,
-        };
+        let deadline = Deadline::after_ms(step.timeout_ms).min(self.deadline);
         match &step.action {
             Action::Start { name, args } => self.start(name, args),
             Action::SendLine(line) => {

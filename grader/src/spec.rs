@@ -51,6 +51,10 @@ pub struct Limits {
     /// Default wall-clock budget of a test (a test may set its own).
     #[serde(default = "default_test_timeout_ms")]
     pub test_timeout_ms: u64,
+    /// Default budget of one waiting step (a line, an exit, a system call),
+    /// so that a hung program fails in seconds, not at the test's deadline.
+    #[serde(default = "default_step_timeout_ms")]
+    pub step_timeout_ms: u64,
     /// Captured bytes per stream per process; the rest is drained and dropped.
     #[serde(default = "default_output_limit")]
     pub output_limit_bytes: usize,
@@ -62,6 +66,9 @@ fn default_build_timeout_s() -> u64 {
 fn default_test_timeout_ms() -> u64 {
     5_000
 }
+fn default_step_timeout_ms() -> u64 {
+    2_000
+}
 fn default_output_limit() -> usize {
     4 << 20
 }
@@ -71,6 +78,7 @@ impl Default for Limits {
         Limits {
             build_timeout_s: default_build_timeout_s(),
             test_timeout_ms: default_test_timeout_ms(),
+            step_timeout_ms: default_step_timeout_ms(),
             output_limit_bytes: default_output_limit(),
         }
     }
@@ -190,8 +198,9 @@ pub struct Step {
     /// The process this step acts on; `None` means the test's only process.
     pub process: Option<String>,
     pub stream: StreamName,
-    /// Budget for this step's wait; defaults to what is left of the test's.
-    pub timeout_ms: Option<u64>,
+    /// Budget for this step's wait (`[limits].step_timeout_ms` unless the
+    /// step sets its own), never beyond the test's deadline.
+    pub timeout_ms: u64,
     /// 1-based line in the spec file.
     pub line: usize,
 }
@@ -366,7 +375,7 @@ impl Spec {
             let mut steps = Vec::new();
             for (index, raw_step) in raw_test.steps.into_iter().enumerate() {
                 let step_line = line_of(text, raw_step.span().start);
-                let step = validate_step(raw_step.into_inner(), step_line, &mut ctx)
+                let step = validate_step(raw_step.into_inner(), step_line, &raw.limits, &mut ctx)
                     .map_err(|m| test_err(step_line, format!("step {}: {m}", index + 1)))?;
                 steps.push(step);
             }
@@ -419,7 +428,7 @@ struct StepContext {
     vars: BTreeSet<String>,
 }
 
-fn validate_step(raw: RawStep, line: usize, ctx: &mut StepContext) -> Result<Step, String> {
+fn validate_step(raw: RawStep, line: usize, limits: &Limits, ctx: &mut StepContext) -> Result<Step, String> {
     let mut actions = Vec::new();
     macro_rules! present {
         ($($field:ident),*) => { $( if raw.$field.is_some() { actions.push(stringify!($field)); } )* };
@@ -619,7 +628,7 @@ fn validate_step(raw: RawStep, line: usize, ctx: &mut StepContext) -> Result<Ste
         action,
         process: raw.process,
         stream: raw.stream.unwrap_or_default(),
-        timeout_ms: raw.timeout_ms,
+        timeout_ms: raw.timeout_ms.unwrap_or(limits.step_timeout_ms),
         line,
     })
 }
@@ -634,4 +643,34 @@ fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| l.trim_start().starts_with(key) && l.contains('='))
         .map_or(1, |i| i + 1)
+}
+#[cfg(test)]
+mod probe {
+    use super::*;
+    const HEAD: &str = "[task]\nid = \"t1\"\nslug = \"t1-x\"\ntitle = \"X\"\nbinary = \"x\"\nhandout = \"tasks/t1-x.md\"\n";
+    fn show(body: &str) {
+        let text = format!("{HEAD}{body}");
+        match Spec::parse(Path::new("specs/x.toml"), &text) {
+            Ok(s) => println!("OK {} tests", s.tests.len()),
+            Err(e) => println!("=== line {:?}\n{}\n", e.line, e),
+        }
+    }
+    #[test]
+    fn dump() {
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = '(x' },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = 'x', count = 2 },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { expect = 'x' },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = '(\\d+)', at_most = \"n\" },\n  { expect = '(\\d+)', capture = \"n\" },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { signal = \"SIGFOO\" },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { wait_syscall = \"select\" },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect_numbered = \"line\", from = 1, to = 2 },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect_numbered = \"line {}\", from = 3, to = 2 },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = 'x', stream = \"stdrr\" },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nvisibility = \"secret\"\nsteps = [\n  { start = \"m\" },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = '(x)', at_least = 1.5 },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\n[[test.steps]]\nstart = \"m\"\n[[test.steps]]\nexpect = 'x'\ncount = 3\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { close_stdin = false },\n]\n");
+        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { signal = \"INT\", count = 3 },\n  { expect = '(\\d+)', at_most = \"sent_SIGINT\" },\n  { expect = '(\\d+)', at_most = \"sent_SIGTERM\" },\n]\n");
+        show("[[test]]\nname = \"a b\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n]\n");
+    }
 }

@@ -106,7 +106,8 @@ mod tests {
     #[test]
     fn reads_own_state() {
         let me = Pid::this();
-        assert_eq!(state(me), Some('R'));
+        // The test's main thread is waiting on this worker thread: R or S.
+        assert!(matches!(state(me), Some('R' | 'S')), "{:?}", state(me));
         assert!(fd_count(me).unwrap() >= 3);
     }
 }
