@@ -36,7 +36,10 @@ pub enum BuildResult {
     /// The binary, copied out of the shared target directory.
     Built { binary: PathBuf, duration: Duration },
     /// The student's code did not build: the reason, for the student.
-    Failed { diagnostics: String, duration: Duration },
+    Failed {
+        diagnostics: String,
+        duration: Duration,
+    },
 }
 
 /// The build machinery itself failed; the submission could not be graded.
@@ -53,7 +56,12 @@ impl std::error::Error for BuildError {}
 
 /// Builds `submission` (a crate directory with `src/main.rs`) for `spec`,
 /// and copies the binary into `out_dir`.
-pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) -> Result<BuildResult, BuildError> {
+pub fn build(
+    course: &Course,
+    spec: &Spec,
+    submission: &Path,
+    out_dir: &Path,
+) -> Result<BuildResult, BuildError> {
     let started = Instant::now();
     let failed = |diagnostics: String| BuildResult::Failed {
         diagnostics,
@@ -61,17 +69,29 @@ pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) ->
     };
     let src = submission.join("src");
     if !src.join("main.rs").is_file() {
-        return Ok(failed(format!("{} has no src/main.rs", submission.display())));
+        return Ok(failed(format!(
+            "{} has no src/main.rs",
+            submission.display()
+        )));
     }
     let starter = course.starter_dir(spec);
-    let manifest = fs::read_to_string(starter.join("Cargo.toml"))
-        .map_err(|e| BuildError(format!("cannot read the starter's Cargo.toml in {}: {e}", starter.display())))?;
-    let lock = fs::read(starter.join("Cargo.lock"))
-        .map_err(|e| BuildError(format!("cannot read the starter's Cargo.lock in {}: {e}", starter.display())))?;
+    let manifest = fs::read_to_string(starter.join("Cargo.toml")).map_err(|e| {
+        BuildError(format!(
+            "cannot read the starter's Cargo.toml in {}: {e}",
+            starter.display()
+        ))
+    })?;
+    let lock = fs::read(starter.join("Cargo.lock")).map_err(|e| {
+        BuildError(format!(
+            "cannot read the starter's Cargo.lock in {}: {e}",
+            starter.display()
+        ))
+    })?;
 
     let work = course.work_dir();
     let stage = work.join("stage").join(&spec.task.slug);
-    fs::create_dir_all(&stage).map_err(|e| BuildError(format!("cannot create {}: {e}", stage.display())))?;
+    fs::create_dir_all(&stage)
+        .map_err(|e| BuildError(format!("cannot create {}: {e}", stage.display())))?;
     // One build per task at a time: the staging crate and the binary's
     // place in the shared target directory are per task.
     let lock_file = fs::File::create(work.join("stage").join(format!("{}.lock", spec.task.slug)))
@@ -83,13 +103,15 @@ pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) ->
     // (the stage lives in its target/) does not claim it.
     let staged_manifest = format!("{manifest}\n[workspace]\n");
     let write = |name: &str, bytes: &[u8]| {
-        fs::write(stage.join(name), bytes).map_err(|e| BuildError(format!("cannot write staged {name}: {e}")))
+        fs::write(stage.join(name), bytes)
+            .map_err(|e| BuildError(format!("cannot write staged {name}: {e}")))
     };
     write("Cargo.toml", staged_manifest.as_bytes())?;
     write("Cargo.lock", &lock)?;
     let staged_src = stage.join("src");
     if staged_src.exists() {
-        fs::remove_dir_all(&staged_src).map_err(|e| BuildError(format!("cannot clear {}: {e}", staged_src.display())))?;
+        fs::remove_dir_all(&staged_src)
+            .map_err(|e| BuildError(format!("cannot clear {}: {e}", staged_src.display())))?;
     }
     let mut budget = CopyBudget::default();
     if let Err(why) = copy_tree(&src, &staged_src, &mut budget) {
@@ -101,16 +123,23 @@ pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) ->
     fetch(&staged_manifest, &target_dir)?;
 
     let mut cmd = Command::new(cargo());
-    cmd.args(["build", "--offline", "--locked", "--message-format=json", "--bin", &spec.task.binary])
-        .arg("--manifest-path")
-        .arg(&staged_manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("CARGO_TERM_COLOR", "never")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.args([
+        "build",
+        "--offline",
+        "--locked",
+        "--message-format=json",
+        "--bin",
+        &spec.task.binary,
+    ])
+    .arg("--manifest-path")
+    .arg(&staged_manifest)
+    .arg("--target-dir")
+    .arg(&target_dir)
+    .env("CARGO_TERM_COLOR", "never")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| BuildError(format!("cannot run cargo: {e}")))?;
@@ -120,9 +149,15 @@ pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) ->
     let status = match child.wait_timeout(timeout) {
         Ok(Some(status)) => status,
         Ok(None) | Err(_) => {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = child.wait();
-            return Ok(failed(format!("the build took longer than {} s and was stopped", timeout.as_secs())));
+            return Ok(failed(format!(
+                "the build took longer than {} s and was stopped",
+                timeout.as_secs()
+            )));
         }
     };
     let stdout = out_reader.join().unwrap_or_default();
@@ -136,7 +171,10 @@ pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) ->
                 executable = artifact.executable.map(PathBuf::from);
             }
             Message::CompilerMessage(msg) => {
-                let is_error = matches!(msg.message.level, cargo_metadata::diagnostic::DiagnosticLevel::Error);
+                let is_error = matches!(
+                    msg.message.level,
+                    cargo_metadata::diagnostic::DiagnosticLevel::Error
+                );
                 if is_error {
                     if let Some(rendered) = &msg.message.rendered {
                         diagnostics.push_str(rendered);
@@ -148,9 +186,11 @@ pub fn build(course: &Course, spec: &Spec, submission: &Path, out_dir: &Path) ->
     }
     match (status.success(), executable) {
         (true, Some(exe)) => {
-            fs::create_dir_all(out_dir).map_err(|e| BuildError(format!("cannot create {}: {e}", out_dir.display())))?;
+            fs::create_dir_all(out_dir)
+                .map_err(|e| BuildError(format!("cannot create {}: {e}", out_dir.display())))?;
             let binary = out_dir.join(&spec.task.binary);
-            fs::copy(&exe, &binary).map_err(|e| BuildError(format!("cannot copy the built binary: {e}")))?;
+            fs::copy(&exe, &binary)
+                .map_err(|e| BuildError(format!("cannot copy the built binary: {e}")))?;
             Ok(BuildResult::Built {
                 binary,
                 duration: started.elapsed(),
@@ -221,7 +261,9 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut CopyBudget) -> Result<(), Stri
     let entries = fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
-        let kind = entry.file_type().map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
         let dest = to.join(entry.file_name());
         if kind.is_dir() {
             copy_tree(&entry.path(), &dest, budget)?;
@@ -234,7 +276,8 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut CopyBudget) -> Result<(), Stri
                     MAX_SRC_BYTES >> 20
                 ));
             }
-            fs::copy(entry.path(), &dest).map_err(|e| format!("{}: {e}", entry.path().display()))?;
+            fs::copy(entry.path(), &dest)
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
         } else if kind.is_symlink() || kind.is_fifo() || kind.is_socket() {
             return Err(format!(
                 "{} is not a regular file (symbolic links, FIFOs and sockets are not accepted in src/)",

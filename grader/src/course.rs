@@ -49,8 +49,9 @@ impl Course {
             })?;
             return Ok(Course { root });
         }
-        let cwd = std::env::current_dir()
-            .map_err(|e| CourseError::NotFound(format!("cannot read the current directory: {e}")))?;
+        let cwd = std::env::current_dir().map_err(|e| {
+            CourseError::NotFound(format!("cannot read the current directory: {e}"))
+        })?;
         cwd.ancestors()
             .find(|d| d.join("specs").is_dir() && d.join("Cargo.toml").is_file())
             .map(|d| Course { root: d.to_owned() })
@@ -87,7 +88,12 @@ impl Course {
     /// The spec of the task named `name` (its id or its slug).
     pub fn task(&self, name: &str) -> Result<Spec, CourseError> {
         let paths = self.spec_paths()?;
-        let stem = |p: &Path| p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let stem = |p: &Path| {
+            p.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        };
         let found = paths
             .iter()
             .find(|p| stem(p) == name || stem(p).split_once('-').is_some_and(|(id, _)| id == name));
@@ -107,7 +113,10 @@ impl Course {
             return Err(CourseError::Spec(SpecError {
                 path: path.to_owned(),
                 line: None,
-                message: format!("[task].slug is {:?} but the file is named {stem}.toml; they must agree", spec.task.slug),
+                message: format!(
+                    "[task].slug is {:?} but the file is named {stem}.toml; they must agree",
+                    spec.task.slug
+                ),
             }));
         }
         Ok(spec)

@@ -38,7 +38,13 @@ pub struct SignalStorm {
 }
 
 impl SignalStorm {
-    pub fn new(pid: Pid, signal: Signal, count: u32, spread: Duration, rng: &mut fastrand::Rng) -> SignalStorm {
+    pub fn new(
+        pid: Pid,
+        signal: Signal,
+        count: u32,
+        spread: Duration,
+        rng: &mut fastrand::Rng,
+    ) -> SignalStorm {
         let mean_us = spread.as_micros() as u64 / u64::from(count.max(1));
         let gaps = (0..count)
             .map(|_| {
@@ -110,7 +116,14 @@ mod tests {
     fn same_seed_same_gaps_other_seed_other_gaps() {
         let pid = Pid::this();
         let storm = |seed| {
-            SignalStorm::new(pid, Signal::SIGINT, 50, Duration::from_millis(10), &mut test_rng(seed, "t")).gaps
+            SignalStorm::new(
+                pid,
+                Signal::SIGINT,
+                50,
+                Duration::from_millis(10),
+                &mut test_rng(seed, "t"),
+            )
+            .gaps
         };
         assert_eq!(storm(7), storm(7));
         assert_ne!(storm(7), storm(8));

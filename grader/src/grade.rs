@@ -27,7 +27,10 @@ pub struct GradeOptions {
 #[derive(Debug)]
 pub enum GradeError {
     /// `--only` selected nothing.
-    NoTestSelected { pattern: String, names: Vec<String> },
+    NoTestSelected {
+        pattern: String,
+        names: Vec<String>,
+    },
     Submission(String),
 }
 
@@ -35,7 +38,11 @@ impl std::fmt::Display for GradeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GradeError::NoTestSelected { pattern, names } => {
-                write!(f, "no test name contains {pattern:?}; the tests are: {}", names.join(", "))
+                write!(
+                    f,
+                    "no test name contains {pattern:?}; the tests are: {}",
+                    names.join(", ")
+                )
             }
             GradeError::Submission(msg) => write!(f, "{msg}"),
         }
@@ -66,7 +73,12 @@ pub fn select<'s>(spec: &'s Spec, only: Option<&str>) -> Result<Vec<&'s Test>, G
 }
 
 /// Builds and grades `submission` against `spec`.
-pub fn grade(course: &Course, spec: &Spec, submission: &Path, opts: &GradeOptions) -> Result<Report, GradeError> {
+pub fn grade(
+    course: &Course,
+    spec: &Spec,
+    submission: &Path,
+    opts: &GradeOptions,
+) -> Result<Report, GradeError> {
     let started = Instant::now();
     let tests = select(spec, opts.only.as_deref())?;
     if !submission.is_dir() {
@@ -94,17 +106,33 @@ pub fn grade(course: &Course, spec: &Spec, submission: &Path, opts: &GradeOption
         duration_ms: 0,
     };
 
-    let scratch = match tempfile::Builder::new().prefix("cargo-grade-bin-").tempdir() {
+    let scratch = match tempfile::Builder::new()
+        .prefix("cargo-grade-bin-")
+        .tempdir()
+    {
         Ok(dir) => dir,
-        Err(e) => return Ok(ungradable(report, format!("cannot create a scratch directory: {e}"), &tests, opts)),
+        Err(e) => {
+            return Ok(ungradable(
+                report,
+                format!("cannot create a scratch directory: {e}"),
+                &tests,
+                opts,
+            ))
+        }
     };
     let binary = match builder::build(course, spec, submission, scratch.path()) {
         Err(e) => return Ok(ungradable(report, e.to_string(), &tests, opts)),
-        Ok(BuildResult::Failed { diagnostics, duration }) => {
+        Ok(BuildResult::Failed {
+            diagnostics,
+            duration,
+        }) => {
             report.outcome = Outcome::BuildFailed;
             report.build.duration_ms = duration.as_millis() as u64;
             report.build.diagnostics = diagnostics;
-            report.tests = tests.iter().map(|t| not_run(t, "the build failed", opts, &spec.task.id)).collect();
+            report.tests = tests
+                .iter()
+                .map(|t| not_run(t, "the build failed", opts, &spec.task.id))
+                .collect();
             report.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(report);
         }
@@ -128,7 +156,8 @@ pub fn grade(course: &Course, spec: &Spec, submission: &Path, opts: &GradeOption
     }
     report.score = report.tests.iter().map(|t| t.score).sum();
     if let Some(t) = report.tests.iter().find(|t| t.status == Status::Error) {
-        report.outcome = Outcome::Ungradable(format!("test {} could not be run: {}", t.name, t.output));
+        report.outcome =
+            Outcome::Ungradable(format!("test {} could not be run: {}", t.name, t.output));
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
@@ -144,7 +173,10 @@ fn reproduce(task: &str, opts: &GradeOptions, test: &str) -> String {
 }
 
 fn shell_word(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -173,7 +205,12 @@ fn ungradable(mut report: Report, why: String, tests: &[&Test], opts: &GradeOpti
     report.tests = tests
         .iter()
         .map(|t| {
-            let mut r = not_run(t, "the grader could not build the submission", opts, &report.task);
+            let mut r = not_run(
+                t,
+                "the grader could not build the submission",
+                opts,
+                &report.task,
+            );
             r.status = Status::Error;
             r.output = format!("Not run: {why}");
             r

@@ -117,7 +117,10 @@ fn run(cli: Cli) -> Result<u8, String> {
             let check = selfcheck::run(&course, &spec, seed).map_err(|e| e.to_string())?;
             match format {
                 Format::Human => print!("{}", check.render()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&check).expect("serialisable")),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&check).expect("serialisable")
+                ),
             }
             Ok(if check.passed() { EXIT_OK } else { EXIT_BELOW })
         }
@@ -146,7 +149,9 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
     };
     if let Some(p) = args.fail_under {
         if !(0.0..=100.0).contains(&p) {
-            return Err(format!("--fail-under {p}: give a percentage between 0 and 100"));
+            return Err(format!(
+                "--fail-under {p}: give a percentage between 0 and 100"
+            ));
         }
     }
     let course = Course::locate(args.course.as_deref()).map_err(|e| e.to_string())?;
@@ -155,12 +160,19 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
         Some(p) => (p.clone(), p.display().to_string()),
         None => {
             let dir = course.starter_dir(&spec);
-            let shown = dir.strip_prefix(&course.root).unwrap_or(&dir).display().to_string();
+            let shown = dir
+                .strip_prefix(&course.root)
+                .unwrap_or(&dir)
+                .display()
+                .to_string();
             (dir, shown)
         }
     };
     if !submission.is_dir() {
-        return Err(format!("submission {}: no such directory", submission.display()));
+        return Err(format!(
+            "submission {}: no such directory",
+            submission.display()
+        ));
     }
     let opts = GradeOptions {
         seed: args.seed,
@@ -171,7 +183,8 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
     match args.format {
         Format::Human => {
             let mut out = anstream::stdout();
-            report::human::render(&report, &mut out).map_err(|e| format!("writing the report: {e}"))?;
+            report::human::render(&report, &mut out)
+                .map_err(|e| format!("writing the report: {e}"))?;
         }
         Format::Json => println!("{}", report::json::render(&report)),
     }

@@ -162,10 +162,13 @@ impl Scenario<'_> {
         match &step.action {
             Action::Start { name, args } => self.start(name, args),
             Action::SendLine(line) => {
-                self.actions.push(format!("sent the line {line:?} to stdin"));
+                self.actions
+                    .push(format!("sent the line {line:?} to stdin"));
                 let p = self.process(step);
                 if let Err(e) = p.send_line(line) {
-                    let state = p.try_exit().map_or("still running".to_owned(), ExitState::describe);
+                    let state = p
+                        .try_exit()
+                        .map_or("still running".to_owned(), ExitState::describe);
                     return Err(StepFailure::failed(
                         "the program to read its stdin",
                         format!("writing to its stdin failed ({e}); the program {state}"),
@@ -185,7 +188,8 @@ impl Scenario<'_> {
                 background,
             } => self.signal(step, *signal, *count, *spread_ms, *background),
             Action::Join => {
-                self.actions.push("waited for the background signals to be sent".into());
+                self.actions
+                    .push("waited for the background signals to be sent".into());
                 self.join_background();
                 Ok(())
             }
@@ -197,7 +201,9 @@ impl Scenario<'_> {
             Action::ExpectHandlers(sigs) => self.expect_handlers(step, sigs),
             Action::WaitSyscall(name) => self.wait_syscall(step, name, deadline),
             Action::ExpectExit(code) => self.expect_end(step, ExitState::Code(*code), deadline),
-            Action::ExpectKilledBy(sig) => self.expect_end(step, ExitState::Signal(*sig as i32), deadline),
+            Action::ExpectKilledBy(sig) => {
+                self.expect_end(step, ExitState::Signal(*sig as i32), deadline)
+            }
             Action::ExpectAlive => {
                 self.actions.push("checked that it is still running".into());
                 match self.process(step).try_exit() {
@@ -219,11 +225,20 @@ impl Scenario<'_> {
             env: Vec::new(),
             output_limit: self.env.output_limit,
         };
-        let program = Program::spawn(name, &opts).map_err(|e| StepFailure::error(format!("could not start the program: {e}")))?;
-        let shown_args = if args.is_empty() { String::new() } else { format!(" {}", args.join(" ")) };
+        let program = Program::spawn(name, &opts)
+            .map_err(|e| StepFailure::error(format!("could not start the program: {e}")))?;
+        let shown_args = if args.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", args.join(" "))
+        };
         self.actions.push(format!(
             "started `{}{shown_args}` as {name} (pid {})",
-            self.env.binary.file_name().unwrap_or_default().to_string_lossy(),
+            self.env
+                .binary
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
             program.pid()
         ));
         self.processes.push(program);
@@ -237,14 +252,19 @@ impl Scenario<'_> {
                 .iter_mut()
                 .find(|p| &p.name == name)
                 .expect("spec validation guarantees the process was started"),
-            None => self.processes.last_mut().expect("spec validation guarantees a started process"),
+            None => self
+                .processes
+                .last_mut()
+                .expect("spec validation guarantees a started process"),
         }
     }
 
     /// The process whose output best explains a failure at `step`.
     fn focus_process(&mut self, step: Option<&Step>) -> Option<&mut Program> {
         match step {
-            Some(step) if !self.processes.is_empty() && !matches!(step.action, Action::Start { .. }) => {
+            Some(step)
+                if !self.processes.is_empty() && !matches!(step.action, Action::Start { .. }) =>
+            {
                 Some(self.process(step))
             }
             _ => self.processes.last_mut(),
@@ -260,9 +280,22 @@ impl Scenario<'_> {
         }
     }
 
-    fn signal(&mut self, step: &Step, signal: Signal, count: u32, spread_ms: u64, background: bool) -> Result<(), StepFailure> {
+    fn signal(
+        &mut self,
+        step: &Step,
+        signal: Signal,
+        count: u32,
+        spread_ms: u64,
+        background: bool,
+    ) -> Result<(), StepFailure> {
         let pid = self.process(step).pid();
-        let storm = SignalStorm::new(pid, signal, count, Duration::from_millis(spread_ms), &mut self.rng);
+        let storm = SignalStorm::new(
+            pid,
+            signal,
+            count,
+            Duration::from_millis(spread_ms),
+            &mut self.rng,
+        );
         let what = storm.describe(spread_ms);
         if count > 1 {
             self.faults.push(what.clone());
@@ -277,7 +310,10 @@ impl Scenario<'_> {
         self.actions.push(what);
         if let Some(state) = self.process(step).try_exit() {
             return Err(StepFailure::failed(
-                format!("the program to be running to receive {}", signals::name(signal)),
+                format!(
+                    "the program to be running to receive {}",
+                    signals::name(signal)
+                ),
                 format!("the program had already {}", state.describe()),
             ));
         }
@@ -294,7 +330,13 @@ impl Scenario<'_> {
     }
 
     /// Explains why no (matching) line came.
-    fn no_line(&mut self, step: &Step, why: LineWait, expected: String, waited: Duration) -> StepFailure {
+    fn no_line(
+        &mut self,
+        step: &Step,
+        why: LineWait,
+        expected: String,
+        waited: Duration,
+    ) -> StepFailure {
         let p = self.process(step);
         match why {
             LineWait::Deadline => match p.try_exit() {
@@ -326,8 +368,15 @@ impl Scenario<'_> {
         }
     }
 
-    fn wait_for(&mut self, step: &Step, re: &regex::Regex, check: &NumberCheck, deadline: Deadline) -> Result<(), StepFailure> {
-        self.actions.push(format!("waited for a line matching /{re}/"));
+    fn wait_for(
+        &mut self,
+        step: &Step,
+        re: &regex::Regex,
+        check: &NumberCheck,
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
+        self.actions
+            .push(format!("waited for a line matching /{re}/"));
         let expected = format!("a line matching /{re}/{}", self.describe_check(check));
         let stream = self.stream(step);
         let begun = Instant::now();
@@ -343,9 +392,19 @@ impl Scenario<'_> {
         }
     }
 
-    fn expect(&mut self, step: &Step, re: &regex::Regex, check: &NumberCheck, deadline: Deadline) -> Result<(), StepFailure> {
-        self.actions.push(format!("read the next line, expecting /{re}/"));
-        let expected = format!("the next line to match /{re}/{}", self.describe_check(check));
+    fn expect(
+        &mut self,
+        step: &Step,
+        re: &regex::Regex,
+        check: &NumberCheck,
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
+        self.actions
+            .push(format!("read the next line, expecting /{re}/"));
+        let expected = format!(
+            "the next line to match /{re}/{}",
+            self.describe_check(check)
+        );
         let stream = self.stream(step);
         let begun = Instant::now();
         match stream.next_line(deadline) {
@@ -357,10 +416,20 @@ impl Scenario<'_> {
         }
     }
 
-    fn expect_numbered(&mut self, step: &Step, template: &str, from: u64, to: u64, deadline: Deadline) -> Result<(), StepFailure> {
+    fn expect_numbered(
+        &mut self,
+        step: &Step,
+        template: &str,
+        from: u64,
+        to: u64,
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
         let first = template.replace("{}", &from.to_string());
         let last = template.replace("{}", &to.to_string());
-        self.actions.push(format!("read {} lines, expecting {first:?} to {last:?} in order", to - from + 1));
+        self.actions.push(format!(
+            "read {} lines, expecting {first:?} to {last:?} in order",
+            to - from + 1
+        ));
         let stream = self.stream(step);
         let begun = Instant::now();
         for i in from..=to {
@@ -369,7 +438,10 @@ impl Scenario<'_> {
                 Ok(line) if line == want => {}
                 Ok(line) => {
                     return Err(StepFailure::failed(
-                        format!("the line {want:?} (line {} of {first:?}..{last:?})", i - from + 1),
+                        format!(
+                            "the line {want:?} (line {} of {first:?}..{last:?})",
+                            i - from + 1
+                        ),
                         mismatch(&stream, &line),
                     ))
                 }
@@ -384,11 +456,17 @@ impl Scenario<'_> {
 
     fn expect_handlers(&mut self, step: &Step, sigs: &[Signal]) -> Result<(), StepFailure> {
         let names: Vec<&str> = sigs.iter().map(|s| signals::name(*s)).collect();
-        self.actions.push(format!("checked /proc/PID/status for handlers of {}", names.join(", ")));
+        self.actions.push(format!(
+            "checked /proc/PID/status for handlers of {}",
+            names.join(", ")
+        ));
         let expected = format!("handlers installed for {}", names.join(", "));
         let p = self.process(step);
         if let Some(state) = p.try_exit() {
-            return Err(StepFailure::failed(expected, format!("the program had already {}", state.describe())));
+            return Err(StepFailure::failed(
+                expected,
+                format!("the program had already {}", state.describe()),
+            ));
         }
         let Some(mask) = procfs::caught_signals(p.pid()) else {
             return Err(StepFailure::error("could not read /proc/PID/status"));
@@ -403,13 +481,22 @@ impl Scenario<'_> {
         } else {
             Err(StepFailure::failed(
                 expected,
-                format!("no handler for {} (SigCgt mask {mask:#x})", missing.join(", ")),
+                format!(
+                    "no handler for {} (SigCgt mask {mask:#x})",
+                    missing.join(", ")
+                ),
             ))
         }
     }
 
-    fn wait_syscall(&mut self, step: &Step, name: &str, deadline: Deadline) -> Result<(), StepFailure> {
-        self.actions.push(format!("waited until it was blocked in {name}()"));
+    fn wait_syscall(
+        &mut self,
+        step: &Step,
+        name: &str,
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
+        self.actions
+            .push(format!("waited until it was blocked in {name}()"));
         let number = procfs::syscall_number(name).expect("spec validation checks syscall names");
         let p = self.process(step);
         let pid = p.pid();
@@ -430,15 +517,25 @@ impl Scenario<'_> {
                 let state = p.try_exit();
                 let observed = match (state, last) {
                     (Some(s), _) => format!("the program {}", s.describe()),
-                    (None, Syscall::Blocked(n)) => format!("blocked in system call number {n} instead"),
+                    (None, Syscall::Blocked(n)) => {
+                        format!("blocked in system call number {n} instead")
+                    }
                     (None, _) => "still running in user space (busy-waiting?)".into(),
                 };
-                Err(StepFailure::timeout(format!("the program to block in {name}()"), observed))
+                Err(StepFailure::timeout(
+                    format!("the program to block in {name}()"),
+                    observed,
+                ))
             }
         }
     }
 
-    fn expect_end(&mut self, step: &Step, want: ExitState, deadline: Deadline) -> Result<(), StepFailure> {
+    fn expect_end(
+        &mut self,
+        step: &Step,
+        want: ExitState,
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
         // Storms aimed at this process must stop before it is reaped and its
         // pid can be reused.
         self.join_background();
@@ -446,12 +543,18 @@ impl Scenario<'_> {
             ExitState::Code(c) => format!("the program to exit with status {c}"),
             ExitState::Signal(s) => format!("the program to be killed by {}", signals::describe(s)),
         };
-        self.actions.push(format!("waited for {}", expected.trim_start_matches("the program to ")));
+        self.actions.push(format!(
+            "waited for {}",
+            expected.trim_start_matches("the program to ")
+        ));
         let begun = Instant::now();
         let p = self.process(step);
         match p.wait_exit(deadline) {
             Some(state) if state == want => Ok(()),
-            Some(state) => Err(StepFailure::failed(expected, format!("the program {}", state.describe()))),
+            Some(state) => Err(StepFailure::failed(
+                expected,
+                format!("the program {}", state.describe()),
+            )),
             None => Err(StepFailure::timeout(
                 expected,
                 format!("still running after {:.1} s", begun.elapsed().as_secs_f64()),
@@ -498,13 +601,26 @@ impl Scenario<'_> {
         }
     }
 
-    fn apply_check(&mut self, check: &NumberCheck, caps: &regex::Captures<'_>, line: &str, expected: &str) -> Result<(), StepFailure> {
-        if check.capture.is_none() && check.at_least.is_none() && check.at_most.is_none() && check.equals.is_none() {
+    fn apply_check(
+        &mut self,
+        check: &NumberCheck,
+        caps: &regex::Captures<'_>,
+        line: &str,
+        expected: &str,
+    ) -> Result<(), StepFailure> {
+        if check.capture.is_none()
+            && check.at_least.is_none()
+            && check.at_most.is_none()
+            && check.equals.is_none()
+        {
             return Ok(());
         }
         let text = caps.get(1).map_or("", |m| m.as_str());
         let Ok(n) = text.parse::<i64>() else {
-            return Err(StepFailure::failed(expected, format!("{line:?}: {text:?} is not a number")));
+            return Err(StepFailure::failed(
+                expected,
+                format!("{line:?}: {text:?} is not a number"),
+            ));
         };
         let mut bad = Vec::new();
         if let Some(v) = &check.at_least {
@@ -546,7 +662,11 @@ impl Scenario<'_> {
     }
 
     fn vars_summary(&self) -> String {
-        let parts: Vec<String> = self.vars.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let parts: Vec<String> = self
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
         if parts.is_empty() {
             "nothing bound".into()
         } else {

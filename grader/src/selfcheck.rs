@@ -55,14 +55,21 @@ pub fn load_mutants(path: &Path, spec: &Spec) -> Result<Vec<Mutant>, SpecError> 
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
-    let file: MutantsFile = toml::from_str(&text).map_err(|e| err(None, e.to_string().trim_end().to_owned()))?;
+    let file: MutantsFile =
+        toml::from_str(&text).map_err(|e| err(None, e.to_string().trim_end().to_owned()))?;
     for m in &file.mutants {
         if m.catches.is_empty() {
-            return Err(err(None, format!("mutant {:?}: `catches` lists no test", m.name)));
+            return Err(err(
+                None,
+                format!("mutant {:?}: `catches` lists no test", m.name),
+            ));
         }
         for t in &m.catches {
             if !spec.tests.iter().any(|test| &test.name == t) {
-                return Err(err(None, format!("mutant {:?}: catches unknown test {t:?}", m.name)));
+                return Err(err(
+                    None,
+                    format!("mutant {:?}: catches unknown test {t:?}", m.name),
+                ));
             }
         }
     }
@@ -73,7 +80,8 @@ pub fn load_mutants(path: &Path, spec: &Spec) -> Result<Vec<Mutant>, SpecError> 
 pub fn materialise(mutant: &Mutant, solution: &Path, dir: &Path) -> Result<(), String> {
     copy_crate(solution, dir).map_err(|e| format!("copying {}: {e}", solution.display()))?;
     let target = dir.join(&mutant.file);
-    let text = std::fs::read_to_string(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let text =
+        std::fs::read_to_string(&target).map_err(|e| format!("{}: {e}", target.display()))?;
     match text.matches(&mutant.find).count() {
         1 => {}
         n => {
@@ -83,7 +91,8 @@ pub fn materialise(mutant: &Mutant, solution: &Path, dir: &Path) -> Result<(), S
             ))
         }
     }
-    std::fs::write(&target, text.replacen(&mutant.find, &mutant.replace, 1)).map_err(|e| e.to_string())
+    std::fs::write(&target, text.replacen(&mutant.find, &mutant.replace, 1))
+        .map_err(|e| e.to_string())
 }
 
 fn copy_crate(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -152,7 +161,11 @@ impl SelfCheck {
 }
 
 /// Grades the solution, the starter and every mutant of `spec`.
-pub fn run(course: &Course, spec: &Spec, seed: u64) -> Result<SelfCheck, Box<dyn std::error::Error>> {
+pub fn run(
+    course: &Course,
+    spec: &Spec,
+    seed: u64,
+) -> Result<SelfCheck, Box<dyn std::error::Error>> {
     let mutants = load_mutants(&mutants_path(course, spec), spec)?;
     let opts = |shown: String| GradeOptions {
         seed,
@@ -162,16 +175,33 @@ pub fn run(course: &Course, spec: &Spec, seed: u64) -> Result<SelfCheck, Box<dyn
     let mut checks = Vec::new();
 
     let solution = course.solution_dir(spec);
-    let reference = grade::grade(course, spec, &solution, &opts(format!("solutions/{}", spec.task.slug)))?;
+    let reference = grade::grade(
+        course,
+        spec,
+        &solution,
+        &opts(format!("solutions/{}", spec.task.slug)),
+    )?;
     checks.push(judge_reference(&reference));
 
-    let starter = grade::grade(course, spec, &course.starter_dir(spec), &opts(format!("starter/{}", spec.task.slug)))?;
+    let starter = grade::grade(
+        course,
+        spec,
+        &course.starter_dir(spec),
+        &opts(format!("starter/{}", spec.task.slug)),
+    )?;
     checks.push(judge_starter(&starter));
 
     for mutant in &mutants {
-        let dir = tempfile::Builder::new().prefix("cargo-grade-mutant-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("cargo-grade-mutant-")
+            .tempdir()?;
         materialise(mutant, &solution, dir.path())?;
-        let report = grade::grade(course, spec, dir.path(), &opts(format!("<mutant {}>", mutant.name)))?;
+        let report = grade::grade(
+            course,
+            spec,
+            dir.path(),
+            &opts(format!("<mutant {}>", mutant.name)),
+        )?;
         checks.push(judge_mutant(mutant, &report));
     }
     Ok(SelfCheck {
@@ -217,7 +247,10 @@ pub fn judge_reference(report: &Report) -> Check {
 pub fn judge_starter(report: &Report) -> Check {
     let ok = report.outcome == Outcome::Graded && report.percent() <= STARTER_MAX_PERCENT;
     let detail = match &report.outcome {
-        Outcome::Graded => format!("{:.0}% (at most {STARTER_MAX_PERCENT:.0}% allowed)", report.percent()),
+        Outcome::Graded => format!(
+            "{:.0}% (at most {STARTER_MAX_PERCENT:.0}% allowed)",
+            report.percent()
+        ),
         Outcome::BuildFailed => "the starter does not compile".into(),
         Outcome::Ungradable(why) => format!("not graded: {why}"),
     };
@@ -229,17 +262,29 @@ pub fn judge_mutant(mutant: &Mutant, report: &Report) -> Check {
     let missed: Vec<&String> = mutant
         .catches
         .iter()
-        .filter(|name| report.tests.iter().any(|t| &t.name == *name && t.score == t.max_score))
+        .filter(|name| {
+            report
+                .tests
+                .iter()
+                .any(|t| &t.name == *name && t.score == t.max_score)
+        })
         .collect();
     let ok = report.outcome == Outcome::Graded && missed.is_empty();
     let detail = match &report.outcome {
         Outcome::Graded if ok => format!("caught by {}", lost(report).join(", ")),
         Outcome::Graded => format!(
             "NOT caught by {} (it lost points in: {})",
-            missed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            missed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             lost(report).join(", ")
         ),
-        Outcome::BuildFailed => format!("does not compile: {}", report.build.diagnostics.lines().next().unwrap_or("")),
+        Outcome::BuildFailed => format!(
+            "does not compile: {}",
+            report.build.diagnostics.lines().next().unwrap_or("")
+        ),
         Outcome::Ungradable(why) => format!("not graded: {why}"),
     };
     summary(format!("mutant {}", mutant.name), report, ok, detail)

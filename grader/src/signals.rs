@@ -7,7 +7,11 @@ use nix::sys::signal::Signal;
 /// Parses `SIGINT`, `INT` or `int` into a signal.
 pub fn parse(name: &str) -> Result<Signal, String> {
     let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?} (write it like SIGINT)"))
 }
 

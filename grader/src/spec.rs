@@ -178,7 +178,11 @@ pub enum Action {
     /// The next output line must match.
     Expect(regex::Regex, NumberCheck),
     /// The next lines must be `template` with `{}` replaced by from..=to.
-    ExpectNumbered { template: String, from: u64, to: u64 },
+    ExpectNumbered {
+        template: String,
+        from: u64,
+        to: u64,
+    },
     /// Right now, these signals must have handlers (SigCgt).
     ExpectHandlers(Vec<nix::sys::signal::Signal>),
     /// Wait until the process is blocked in this system call.
@@ -329,8 +333,16 @@ impl Spec {
         };
 
         let task = raw.task;
-        for (key, value) in [("id", &task.id), ("slug", &task.slug), ("binary", &task.binary)] {
-            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        for (key, value) in [
+            ("id", &task.id),
+            ("slug", &task.slug),
+            ("binary", &task.binary),
+        ] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(err(
                     line_of_key(text, key),
                     format!("[task].{key} = {value:?}: use letters, digits, '-' and '_' only"),
@@ -340,7 +352,10 @@ impl Spec {
         if !task.slug.starts_with(&format!("{}-", task.id)) {
             return Err(err(
                 line_of_key(text, "slug"),
-                format!("[task].slug {:?} must start with the id and a dash ({}-...)", task.slug, task.id),
+                format!(
+                    "[task].slug {:?} must start with the id and a dash ({}-...)",
+                    task.slug, task.id
+                ),
             ));
         }
         if raw.tests.is_empty() {
@@ -358,11 +373,21 @@ impl Spec {
             let raw_test = spanned.into_inner();
             let name = raw_test.name.clone();
             let test_err = |line: usize, msg: String| err(line, format!("test {name:?}: {msg}"));
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(test_err(line, "name: use letters, digits, '_' and '-' only".into()));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(test_err(
+                    line,
+                    "name: use letters, digits, '_' and '-' only".into(),
+                ));
             }
             if !names.insert(name.clone()) {
-                return Err(test_err(line, "name: another test already has this name".into()));
+                return Err(test_err(
+                    line,
+                    "name: another test already has this name".into(),
+                ));
             }
             if raw_test.points == 0 {
                 return Err(test_err(line, "points: must be at least 1".into()));
@@ -380,13 +405,20 @@ impl Spec {
                 steps.push(step);
             }
             if steps.is_empty() {
-                return Err(test_err(line, "steps: a test needs at least one step".into()));
+                return Err(test_err(
+                    line,
+                    "steps: a test needs at least one step".into(),
+                ));
             }
             if ctx.started.len() > 1 {
-                if let Some(step) = steps.iter().find(|s| s.process.is_none() && targets_process(&s.action)) {
+                if let Some(step) = steps
+                    .iter()
+                    .find(|s| s.process.is_none() && targets_process(&s.action))
+                {
                     return Err(test_err(
                         step.line,
-                        "process: this test starts several processes, so each step must name one".into(),
+                        "process: this test starts several processes, so each step must name one"
+                            .into(),
                     ));
                 }
             }
@@ -428,7 +460,12 @@ struct StepContext {
     vars: BTreeSet<String>,
 }
 
-fn validate_step(raw: RawStep, line: usize, limits: &Limits, ctx: &mut StepContext) -> Result<Step, String> {
+fn validate_step(
+    raw: RawStep,
+    line: usize,
+    limits: &Limits,
+    ctx: &mut StepContext,
+) -> Result<Step, String> {
     let mut actions = Vec::new();
     macro_rules! present {
         ($($field:ident),*) => { $( if raw.$field.is_some() { actions.push(stringify!($field)); } )* };
@@ -498,7 +535,8 @@ fn validate_step(raw: RawStep, line: usize, limits: &Limits, ctx: &mut StepConte
         }
     };
     let regex = |pattern: &str| {
-        regex::Regex::new(pattern).map_err(|e| format!("{action_name} = {pattern:?} is not a valid regex: {e}"))
+        regex::Regex::new(pattern)
+            .map_err(|e| format!("{action_name} = {pattern:?} is not a valid regex: {e}"))
     };
     let number_check = |re: &regex::Regex, ctx: &mut StepContext| -> Result<NumberCheck, String> {
         let check = NumberCheck {
@@ -513,7 +551,10 @@ fn validate_step(raw: RawStep, line: usize, limits: &Limits, ctx: &mut StepConte
                 re.captures_len() - 1
             ));
         }
-        for v in [&check.at_least, &check.at_most, &check.equals].into_iter().flatten() {
+        for v in [&check.at_least, &check.at_most, &check.equals]
+            .into_iter()
+            .flatten()
+        {
             if let Value::Var(name) = v {
                 if !ctx.vars.contains(name) {
                     return Err(format!(
@@ -584,13 +625,17 @@ fn validate_step(raw: RawStep, line: usize, limits: &Limits, ctx: &mut StepConte
         "expect_numbered" => {
             let template = raw.expect_numbered.clone().unwrap_or_default();
             if template.matches("{}").count() != 1 {
-                return Err("expect_numbered: the template needs exactly one {} for the number".into());
+                return Err(
+                    "expect_numbered: the template needs exactly one {} for the number".into(),
+                );
             }
             let (Some(from), Some(to)) = (raw.from, raw.to) else {
                 return Err("expect_numbered needs `from` and `to`".into());
             };
             if from > to {
-                return Err(format!("expect_numbered: from ({from}) is greater than to ({to})"));
+                return Err(format!(
+                    "expect_numbered: from ({from}) is greater than to ({to})"
+                ));
             }
             Action::ExpectNumbered { template, from, to }
         }
@@ -619,7 +664,9 @@ fn validate_step(raw: RawStep, line: usize, limits: &Limits, ctx: &mut StepConte
         "expect_exit" => Action::ExpectExit(raw.expect_exit.unwrap_or_default()),
         "expect_killed_by" => {
             let name = raw.expect_killed_by.as_deref().unwrap_or_default();
-            Action::ExpectKilledBy(signals::parse(name).map_err(|e| format!("expect_killed_by: {e}"))?)
+            Action::ExpectKilledBy(
+                signals::parse(name).map_err(|e| format!("expect_killed_by: {e}"))?,
+            )
         }
         other => unreachable!("action {other} listed above"),
     };
@@ -643,34 +690,4 @@ fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| l.trim_start().starts_with(key) && l.contains('='))
         .map_or(1, |i| i + 1)
-}
-#[cfg(test)]
-mod probe {
-    use super::*;
-    const HEAD: &str = "[task]\nid = \"t1\"\nslug = \"t1-x\"\ntitle = \"X\"\nbinary = \"x\"\nhandout = \"tasks/t1-x.md\"\n";
-    fn show(body: &str) {
-        let text = format!("{HEAD}{body}");
-        match Spec::parse(Path::new("specs/x.toml"), &text) {
-            Ok(s) => println!("OK {} tests", s.tests.len()),
-            Err(e) => println!("=== line {:?}\n{}\n", e.line, e),
-        }
-    }
-    #[test]
-    fn dump() {
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = '(x' },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = 'x', count = 2 },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { expect = 'x' },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = '(\\d+)', at_most = \"n\" },\n  { expect = '(\\d+)', capture = \"n\" },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { signal = \"SIGFOO\" },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { wait_syscall = \"select\" },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect_numbered = \"line\", from = 1, to = 2 },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect_numbered = \"line {}\", from = 3, to = 2 },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = 'x', stream = \"stdrr\" },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nvisibility = \"secret\"\nsteps = [\n  { start = \"m\" },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { expect = '(x)', at_least = 1.5 },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\n[[test.steps]]\nstart = \"m\"\n[[test.steps]]\nexpect = 'x'\ncount = 3\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { close_stdin = false },\n]\n");
-        show("[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n  { signal = \"INT\", count = 3 },\n  { expect = '(\\d+)', at_most = \"sent_SIGINT\" },\n  { expect = '(\\d+)', at_most = \"sent_SIGTERM\" },\n]\n");
-        show("[[test]]\nname = \"a b\"\npoints = 1\nsteps = [\n  { start = \"m\" },\n]\n");
-    }
 }

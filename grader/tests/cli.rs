@@ -16,8 +16,20 @@ fn list_shows_every_task() {
 
 #[test]
 fn task_by_slug_equals_task_by_id() {
-    let (_, by_id) = grade_json(&["task1", "--path", "solutions/task1-signals", "--only", "echo_and_eof"]);
-    let (_, by_slug) = grade_json(&["task1-signals", "--path", "solutions/task1-signals", "--only", "echo_and_eof"]);
+    let (_, by_id) = grade_json(&[
+        "task1",
+        "--path",
+        "solutions/task1-signals",
+        "--only",
+        "echo_and_eof",
+    ]);
+    let (_, by_slug) = grade_json(&[
+        "task1-signals",
+        "--path",
+        "solutions/task1-signals",
+        "--only",
+        "echo_and_eof",
+    ]);
     assert_eq!(by_id["task"], by_slug["task"]);
     assert_eq!(score(&by_id), (1, 1));
     assert_eq!(score(&by_slug), (1, 1));
@@ -25,10 +37,10 @@ fn task_by_slug_equals_task_by_id() {
 
 #[test]
 fn unknown_task_is_a_usage_error() {
-    grader(&["task42"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("unknown task \"task42\"").and(predicate::str::contains("task1-signals")));
+    grader(&["task42"]).assert().code(2).stderr(
+        predicate::str::contains("unknown task \"task42\"")
+            .and(predicate::str::contains("task1-signals")),
+    );
 }
 
 #[test]
@@ -41,10 +53,16 @@ fn missing_submission_directory_is_an_error() {
 
 #[test]
 fn only_that_matches_nothing_lists_the_tests() {
-    grader(&["task1", "--path", "solutions/task1-signals", "--only", "nope"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("storm_while_writing"));
+    grader(&[
+        "task1",
+        "--path",
+        "solutions/task1-signals",
+        "--only",
+        "nope",
+    ])
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("storm_while_writing"));
 }
 
 #[test]
@@ -55,15 +73,27 @@ fn fail_under_sets_exit_status_one() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("Score: 0/1"));
-    grader(&["task1", "--path", "solutions/task1-signals", "--fail-under", "100", "--only", "echo_and_eof"])
-        .assert()
-        .code(0);
+    grader(&[
+        "task1",
+        "--path",
+        "solutions/task1-signals",
+        "--fail-under",
+        "100",
+        "--only",
+        "echo_and_eof",
+    ])
+    .assert()
+    .code(0);
 }
 
 #[test]
 fn compile_error_is_a_graded_zero_with_the_compilers_message() {
     let dir = copy_crate(&course_root().join("solutions/task1-signals"));
-    std::fs::write(dir.path().join("src/main.rs"), "fn main() { let x: u32 = \"not a number\"; }\n").unwrap();
+    std::fs::write(
+        dir.path().join("src/main.rs"),
+        "fn main() { let x: u32 = \"not a number\"; }\n",
+    )
+    .unwrap();
     let (code, report) = grade_json(&["task1", "--path", dir.path().to_str().unwrap()]);
     assert_eq!(code, 0, "a build failure is a verdict, not a grader error");
     assert_eq!(report["outcome"]["kind"], "build_failed");
@@ -71,22 +101,54 @@ fn compile_error_is_a_graded_zero_with_the_compilers_message() {
     assert!(report["max_score"].as_u64().unwrap() > 0);
     let diagnostics = report["build"]["diagnostics"].as_str().unwrap();
     assert!(diagnostics.contains("mismatched types"), "{diagnostics}");
-    assert!(report["tests"].as_array().unwrap().iter().all(|t| t["status"] == "not_run"));
+    assert!(report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "not_run"));
 }
 
 #[test]
 fn json_report_has_the_documented_fields() {
-    let (_, report) = grade_json(&["task1", "--path", "solutions/task1-signals", "--only", "sigint_not_fatal", "--seed", "7"]);
-    for key in ["task", "score", "max_score", "seed", "tests", "outcome", "build", "environment"] {
+    let (_, report) = grade_json(&[
+        "task1",
+        "--path",
+        "solutions/task1-signals",
+        "--only",
+        "sigint_not_fatal",
+        "--seed",
+        "7",
+    ]);
+    for key in [
+        "task",
+        "score",
+        "max_score",
+        "seed",
+        "tests",
+        "outcome",
+        "build",
+        "environment",
+    ] {
         assert!(report.get(key).is_some(), "missing {key}");
     }
     assert_eq!(report["seed"], 7);
     let t = test(&report, "sigint_not_fatal");
-    for key in ["name", "score", "max_score", "status", "output", "reproduce", "hint"] {
+    for key in [
+        "name",
+        "score",
+        "max_score",
+        "status",
+        "output",
+        "reproduce",
+        "hint",
+    ] {
         assert!(t.get(key).is_some(), "test is missing {key}");
     }
     assert_eq!(t["status"], "passed");
-    assert_eq!(t["reproduce"], "cargo grade task1 --path solutions/task1-signals --only sigint_not_fatal --seed 7");
+    assert_eq!(
+        t["reproduce"],
+        "cargo grade task1 --path solutions/task1-signals --only sigint_not_fatal --seed 7"
+    );
 }
 
 #[test]
@@ -101,9 +163,9 @@ fn invalid_spec_names_file_line_and_key() {
     .unwrap();
     let mut cmd = assert_cmd::Command::cargo_bin("cargo-grade").unwrap();
     cmd.args(["grade", "task9", "--course"]).arg(course.path());
-    cmd.assert()
-        .code(2)
-        .stderr(predicate::str::contains("task9-broken.toml:13").and(predicate::str::contains("expct")));
+    cmd.assert().code(2).stderr(
+        predicate::str::contains("task9-broken.toml:13").and(predicate::str::contains("expct")),
+    );
 }
 
 #[test]
@@ -112,5 +174,7 @@ fn installed_form_and_alias_form_agree() {
     // leading `grade` is optional for a direct call.
     let mut cmd = assert_cmd::Command::cargo_bin("cargo-grade").unwrap();
     cmd.arg("list").arg("--course").arg(course_root());
-    cmd.assert().success().stdout(predicate::str::contains("task1-signals"));
+    cmd.assert()
+        .success()
+        .stdout(predicate::str::contains("task1-signals"));
 }

@@ -23,7 +23,8 @@ fn reference_gets_full_marks_every_time() {
 #[test]
 fn reference_gets_full_marks_at_other_seeds() {
     for seed in ["2", "3", "4", "5"] {
-        let (_, report) = grade_json(&["task1", "--path", "solutions/task1-signals", "--seed", seed]);
+        let (_, report) =
+            grade_json(&["task1", "--path", "solutions/task1-signals", "--seed", seed]);
         let (score, max) = score(&report);
         assert_eq!(score, max, "seed {seed}: {:#?}", lost(&report));
         assert_eq!(report["seed"].to_string(), seed);
@@ -35,7 +36,10 @@ fn untouched_starter_gets_at_most_ten_percent() {
     // No --path: the default submission is the starter crate.
     let (code, report) = grade_json(&["task1"]);
     assert_eq!(code, 0);
-    assert_eq!(report["outcome"]["kind"], "graded", "the starter must compile");
+    assert_eq!(
+        report["outcome"]["kind"], "graded",
+        "the starter must compile"
+    );
     let (score, max) = score(&report);
     assert!(score * 10 <= max, "starter scored {score}/{max}");
     assert_eq!(report["submission"], "starter/task1-signals");
@@ -43,7 +47,9 @@ fn untouched_starter_gets_at_most_ten_percent() {
 
 #[test]
 fn every_mutant_loses_points_where_its_spec_says() {
-    let course = Course { root: course_root() };
+    let course = Course {
+        root: course_root(),
+    };
     let spec = course.task("task1").unwrap();
     let mutants = selfcheck::load_mutants(&selfcheck::mutants_path(&course, &spec), &spec).unwrap();
     assert!(mutants.len() >= 3, "task1 needs at least three mutants");
@@ -53,7 +59,11 @@ fn every_mutant_loses_points_where_its_spec_says() {
         let path = dir.path().to_str().unwrap();
         let (code, report) = grade_json(&["task1", "--path", path]);
         assert_eq!(code, 0, "mutant {}", mutant.name);
-        assert_eq!(report["outcome"]["kind"], "graded", "mutant {} must compile", mutant.name);
+        assert_eq!(
+            report["outcome"]["kind"], "graded",
+            "mutant {} must compile",
+            mutant.name
+        );
         for name in &mutant.catches {
             let t = test(&report, name);
             assert!(
@@ -61,31 +71,63 @@ fn every_mutant_loses_points_where_its_spec_says() {
                 "mutant {} was not caught by {name}: {t:#}",
                 mutant.name
             );
-            assert!(!t["output"].as_str().unwrap().is_empty(), "a lost point is explained");
+            assert!(
+                !t["output"].as_str().unwrap().is_empty(),
+                "a lost point is explained"
+            );
         }
     }
 }
 
 #[test]
 fn failure_is_explained_with_hint_and_reproduce_command() {
-    let course = Course { root: course_root() };
+    let course = Course {
+        root: course_root(),
+    };
     let spec = course.task("task1").unwrap();
     let mutants = selfcheck::load_mutants(&selfcheck::mutants_path(&course, &spec), &spec).unwrap();
-    let mutant = mutants.iter().find(|m| m.name == "no_sigterm_handler").expect("mutant no_sigterm_handler");
+    let mutant = mutants
+        .iter()
+        .find(|m| m.name == "no_sigterm_handler")
+        .expect("mutant no_sigterm_handler");
     let dir = tempfile::tempdir().unwrap();
     selfcheck::materialise(mutant, &course.solution_dir(&spec), dir.path()).unwrap();
     let path = dir.path().to_str().unwrap();
 
-    let out = grader(&["task1", "--path", path, "--only", "sigterm_graceful"]).output().unwrap();
+    let out = grader(&["task1", "--path", path, "--only", "sigterm_graceful"])
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(!text.contains('\x1b'), "NO_COLOR output has no escape codes:\n{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "NO_COLOR output has no escape codes:\n{text}"
+    );
     assert!(text.contains("FAIL  sigterm_graceful"), "{text}");
     assert!(text.contains("What the grader did:"), "{text}");
     assert!(text.contains("sent SIGTERM"), "{text}");
-    assert!(text.contains("Expected: the next line to match /^bye 2$/"), "{text}");
+    assert!(
+        text.contains("Expected: the next line to match /^bye 2$/"),
+        "{text}"
+    );
     assert!(text.contains("was killed by SIGTERM"), "{text}");
     assert!(text.contains("Hint: "), "{text}");
-    let reproduce = format!("Reproduce: cargo grade task1 --path {path} --only sigterm_graceful --seed 1");
+    let reproduce =
+        format!("Reproduce: cargo grade task1 --path {path} --only sigterm_graceful --seed 1");
     assert!(text.contains(&reproduce), "{text}");
-    assert!(text.contains("Score: 0/2"), "only the selected test counts:\n{text}");
+    assert!(
+        text.contains("Score: 0/2"),
+        "only the selected test counts:\n{text}"
+    );
+}
+
+#[test]
+fn selfcheck_command_passes_and_reports_every_subject() {
+    let out = grader(&["selfcheck", "task1", "--format", "json"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let check: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let subjects: Vec<&str> = check["checks"].as_array().unwrap().iter().map(|c| c["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects[..2], ["reference", "starter"]);
+    assert!(subjects.iter().filter(|s| s.starts_with("mutant ")).count() >= 3, "{subjects:?}");
+    assert!(check["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
 }

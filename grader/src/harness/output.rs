@@ -48,7 +48,10 @@ pub enum LineWait {
 
 impl CapturedStream {
     /// Starts draining `source` on a thread of its own.
-    pub fn spawn(source: impl Read + Send + 'static, limit: usize) -> (Arc<CapturedStream>, JoinHandle<()>) {
+    pub fn spawn(
+        source: impl Read + Send + 'static,
+        limit: usize,
+    ) -> (Arc<CapturedStream>, JoinHandle<()>) {
         let stream = Arc::new(CapturedStream {
             state: Mutex::new(State::default()),
             more: Condvar::new(),
@@ -90,7 +93,11 @@ impl CapturedStream {
             return;
         }
         let room = self.limit.saturating_sub(st.kept);
-        let (keep, overflow) = if bytes.len() > room { (&bytes[..room], true) } else { (bytes, false) };
+        let (keep, overflow) = if bytes.len() > room {
+            (&bytes[..room], true)
+        } else {
+            (bytes, false)
+        };
         st.kept += keep.len();
         let mut rest = keep;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
@@ -135,7 +142,11 @@ impl CapturedStream {
             if left.is_zero() {
                 return Err(LineWait::Deadline);
             }
-            st = self.more.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+            st = self
+                .more
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -147,7 +158,11 @@ impl CapturedStream {
             if left.is_zero() {
                 return false;
             }
-            st = self.more.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
+            st = self
+                .more
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         true
     }
@@ -159,7 +174,10 @@ impl CapturedStream {
         let start = st.lines.len().saturating_sub(n);
         let mut out: Vec<String> = st.lines[start..].to_vec();
         if !st.partial.is_empty() {
-            out.push(format!("{} (no newline)", String::from_utf8_lossy(&st.partial)));
+            out.push(format!(
+                "{} (no newline)",
+                String::from_utf8_lossy(&st.partial)
+            ));
         }
         out
     }
@@ -207,6 +225,9 @@ mod tests {
         }
         assert_eq!(n, 5);
         assert_eq!(s.truncation(), (true, 2000));
-        assert_eq!(s.next_line(Deadline::after_ms(10)), Err(LineWait::Truncated));
+        assert_eq!(
+            s.next_line(Deadline::after_ms(10)),
+            Err(LineWait::Truncated)
+        );
     }
 }

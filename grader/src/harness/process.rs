@@ -54,7 +54,9 @@ impl ExitState {
                 let name = crate::signals::describe(s);
                 let why = match s {
                     libc::SIGSEGV => " (segmentation fault)",
-                    libc::SIGABRT => " (aborted: a panic in a signal handler or a failed assertion aborts)",
+                    libc::SIGABRT => {
+                        " (aborted: a panic in a signal handler or a failed assertion aborts)"
+                    }
                     libc::SIGPIPE => " (wrote to a pipe or socket with no reader)",
                     libc::SIGKILL => " (killed)",
                     _ => "",
@@ -125,8 +127,14 @@ impl Program {
         }
         let mut child = cmd.spawn()?;
         let pid = Pid::from_raw(child.id() as i32);
-        let (stdout, h1) = CapturedStream::spawn(child.stdout.take().expect("piped stdout"), opts.output_limit);
-        let (stderr, h2) = CapturedStream::spawn(child.stderr.take().expect("piped stderr"), opts.output_limit);
+        let (stdout, h1) = CapturedStream::spawn(
+            child.stdout.take().expect("piped stdout"),
+            opts.output_limit,
+        );
+        let (stderr, h2) = CapturedStream::spawn(
+            child.stderr.take().expect("piped stderr"),
+            opts.output_limit,
+        );
         Ok(Program {
             name: name.to_owned(),
             stdin: child.stdin.take(),
@@ -145,10 +153,9 @@ impl Program {
 
     /// Writes `line` and a newline to stdin.
     pub fn send_line(&mut self, line: &str) -> std::io::Result<()> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin already closed"))?;
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin already closed")
+        })?;
         let mut bytes = line.as_bytes().to_vec();
         bytes.push(b'\n');
         stdin.write_all(&bytes)?;

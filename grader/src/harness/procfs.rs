@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn parses_syscall_line() {
-        assert_eq!(parse_syscall("0 0x0 0x7ffd 0x2000 0 0 0 0x7ffd 0x7f\n"), Syscall::Blocked(0));
+        assert_eq!(
+            parse_syscall("0 0x0 0x7ffd 0x2000 0 0 0 0x7ffd 0x7f\n"),
+            Syscall::Blocked(0)
+        );
         assert_eq!(parse_syscall("running\n"), Syscall::Running);
         assert_eq!(parse_syscall("-1 0x7ffd 0x7f\n"), Syscall::Running);
     }

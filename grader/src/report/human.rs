@@ -32,20 +32,38 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{BOLD}cargo-grade{BOLD:#} {} · {BOLD}{}{BOLD:#} {} · submission {} · seed {}",
-        report.environment.grader_version, report.task, report.title, report.submission, report.seed
+        report.environment.grader_version,
+        report.task,
+        report.title,
+        report.submission,
+        report.seed
     )?;
-    writeln!(out, "{DIM}isolation: {}{DIM:#}", report.environment.isolation)?;
+    writeln!(
+        out,
+        "{DIM}isolation: {}{DIM:#}",
+        report.environment.isolation
+    )?;
     match &report.outcome {
         Outcome::BuildFailed => {
-            writeln!(out, "{RED}build failed{RED:#}: your code does not compile, so every test scores 0.")?;
+            writeln!(
+                out,
+                "{RED}build failed{RED:#}: your code does not compile, so every test scores 0."
+            )?;
             writeln!(out, "{}", report.build.diagnostics.trim_end())?;
         }
         Outcome::Ungradable(why) => {
             writeln!(out, "{YELLOW}could not grade{YELLOW:#}: {why}")?;
-            writeln!(out, "This is a problem of the grader or the machine, not a verdict on your code.")?;
+            writeln!(
+                out,
+                "This is a problem of the grader or the machine, not a verdict on your code."
+            )?;
         }
         Outcome::Graded => {
-            writeln!(out, "build: ok ({:.1} s)", report.build.duration_ms as f64 / 1000.0)?;
+            writeln!(
+                out,
+                "build: ok ({:.1} s)",
+                report.build.duration_ms as f64 / 1000.0
+            )?;
         }
     }
     writeln!(out)?;
@@ -61,12 +79,20 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
             t.duration_ms as f64 / 1000.0
         )?;
     }
-    for t in report.tests.iter().filter(|t| !matches!(t.status, Status::Passed | Status::NotRun)) {
+    for t in report
+        .tests
+        .iter()
+        .filter(|t| !matches!(t.status, Status::Passed | Status::NotRun))
+    {
         writeln!(out)?;
         explain(t, out)?;
     }
     writeln!(out)?;
-    let style = if report.score == report.max_score { GREEN } else { BOLD };
+    let style = if report.score == report.max_score {
+        GREEN
+    } else {
+        BOLD
+    };
     writeln!(
         out,
         "{style}Score: {}/{} ({:.0}%){style:#}  {DIM}seed {} · {:.1} s{DIM:#}",
@@ -99,10 +125,18 @@ fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
                 let marker = if i + 1 == f.actions.len() { "→" } else { " " };
                 writeln!(out, "  {marker} {}. {action}", i + 1)?;
             }
-            writeln!(out, "{BOLD}Expected:{BOLD:#} {GREEN}{}{GREEN:#}", f.expected)?;
+            writeln!(
+                out,
+                "{BOLD}Expected:{BOLD:#} {GREEN}{}{GREEN:#}",
+                f.expected
+            )?;
             writeln!(out, "{BOLD}Observed:{BOLD:#} {RED}{}{RED:#}", f.observed)?;
             if !t.faults.is_empty() {
-                writeln!(out, "{BOLD}Faults injected:{BOLD:#} {}", t.faults.join("; "))?;
+                writeln!(
+                    out,
+                    "{BOLD}Faults injected:{BOLD:#} {}",
+                    t.faults.join("; ")
+                )?;
             }
             for (label, tail) in [("stdout", &f.stdout_tail), ("stderr", &f.stderr_tail)] {
                 if !tail.is_empty() {
@@ -113,12 +147,18 @@ fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
                 }
             }
         }
-        (_, Visibility::Hidden) => writeln!(out, "This is a hidden test: its details are not shown.")?,
+        (_, Visibility::Hidden) => {
+            writeln!(out, "This is a hidden test: its details are not shown.")?
+        }
         (None, _) => writeln!(out, "{}", t.output.trim_end())?,
     }
     if !t.hint.is_empty() {
         writeln!(out, "{BOLD}Hint:{BOLD:#} {}", t.hint)?;
     }
-    writeln!(out, "{BOLD}Reproduce:{BOLD:#} {CYAN}{}{CYAN:#}", t.reproduce)?;
+    writeln!(
+        out,
+        "{BOLD}Reproduce:{BOLD:#} {CYAN}{}{CYAN:#}",
+        t.reproduce
+    )?;
     Ok(())
 }

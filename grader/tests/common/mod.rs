@@ -8,20 +8,32 @@ use serde_json::Value;
 
 /// The course repository this grader lives in.
 pub fn course_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("grader/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("grader/ has a parent")
+        .to_owned()
 }
 
 /// `cargo-grade grade ARGS --course ROOT`, run from the course root.
 pub fn grader(args: &[&str]) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("cargo-grade").expect("the grader binary is built");
-    cmd.arg("grade").args(args).arg("--course").arg(course_root()).current_dir(course_root());
+    let mut cmd =
+        assert_cmd::Command::cargo_bin("cargo-grade").expect("the grader binary is built");
+    cmd.arg("grade")
+        .args(args)
+        .arg("--course")
+        .arg(course_root())
+        .current_dir(course_root());
     cmd.env("NO_COLOR", "1");
     cmd
 }
 
 /// Grades with `--format json` and returns the exit status and the report.
 pub fn grade_json(args: &[&str]) -> (i32, Value) {
-    let out = grader(args).arg("--format").arg("json").output().expect("run the grader");
+    let out = grader(args)
+        .arg("--format")
+        .arg("json")
+        .output()
+        .expect("run the grader");
     let code = out.status.code().expect("the grader exits normally");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
@@ -58,13 +70,23 @@ pub fn lost(report: &Value) -> Vec<String> {
         .expect("tests[]")
         .iter()
         .filter(|t| t["score"] != t["max_score"])
-        .map(|t| format!("{} ({}): {}", t["name"], t["status"], t["output"].as_str().unwrap_or("")))
+        .map(|t| {
+            format!(
+                "{} ({}): {}",
+                t["name"],
+                t["status"],
+                t["output"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
 /// Copies a crate directory (without target/) into a fresh temporary one.
 pub fn copy_crate(from: &Path) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("grade-test-").tempdir().expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("grade-test-")
+        .tempdir()
+        .expect("tempdir");
     copy_dir(from, dir.path());
     dir
 }
