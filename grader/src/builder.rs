@@ -101,7 +101,15 @@ pub fn build(
 
     // A manifest of its own workspace, so the course workspace above it
     // (the stage lives in its target/) does not claim it.
-    let staged_manifest = format!("{manifest}\n[workspace]\n");
+    let has_workspace = manifest
+        .parse::<toml::Table>()
+        .map_err(|e| BuildError(format!("the starter's Cargo.toml is not valid TOML: {e}")))?
+        .contains_key("workspace");
+    let staged_manifest = if has_workspace {
+        manifest
+    } else {
+        format!("{manifest}\n[workspace]\n")
+    };
     let write = |name: &str, bytes: &[u8]| {
         fs::write(stage.join(name), bytes)
             .map_err(|e| BuildError(format!("cannot write staged {name}: {e}")))

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::faults::{self, SignalStorm};
+use crate::harness::deadline::poll_until;
 use crate::harness::procfs::{self, Syscall};
 use crate::harness::{CapturedStream, Deadline, ExitState, LineWait, Program, SpawnOptions};
 use crate::result::{Failure, Status, TestResult};
@@ -200,6 +201,7 @@ impl Scenario<'_> {
             }
             Action::ExpectHandlers(sigs) => self.expect_handlers(step, sigs),
             Action::WaitSyscall(name) => self.wait_syscall(step, name, deadline),
+            Action::WaitFile(path) => self.wait_file(step, path, deadline),
             Action::ExpectExit(code) => self.expect_end(step, ExitState::Code(*code), deadline),
             Action::ExpectKilledBy(sig) => {
                 self.expect_end(step, ExitState::Signal(*sig as i32), deadline)
@@ -501,7 +503,7 @@ impl Scenario<'_> {
         let p = self.process(step);
         let pid = p.pid();
         let mut last = Syscall::Unknown;
-        let reached = crate::harness::deadline::poll_until(deadline, || {
+        let reached = poll_until(deadline, || {
             last = procfs::syscall(pid);
             match last {
                 Syscall::Blocked(n) if n == number => Some(()),
@@ -527,6 +529,32 @@ impl Scenario<'_> {
                     observed,
                 ))
             }
+        }
+    }
+
+    fn wait_file(
+        &mut self,
+        step: &Step,
+        path: &str,
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
+        self.actions
+            .push(format!("waited for the file {path:?} to appear"));
+        let full = self.workdir.path().join(path);
+        let begun = Instant::now();
+        if poll_until(deadline, || full.symlink_metadata().is_ok().then_some(())).is_some() {
+            return Ok(());
+        }
+        let expected = format!("the file {path:?} in the working directory");
+        match self.process(step).try_exit() {
+            Some(state) => Err(StepFailure::failed(
+                expected,
+                format!("no such file; the program {}", state.describe()),
+            )),
+            None => Err(StepFailure::timeout(
+                expected,
+                format!("no such file after {:.1} s", begun.elapsed().as_secs_f64()),
+            )),
         }
     }
 

@@ -27,8 +27,7 @@ pub struct Spec {
 }
 
 /// `[task]`: who the task is and where its crates live.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct TaskMeta {
     /// Short id students type: `task1`.
     pub id: String,
@@ -187,6 +186,9 @@ pub enum Action {
     ExpectHandlers(Vec<nix::sys::signal::Signal>),
     /// Wait until the process is blocked in this system call.
     WaitSyscall(String),
+    /// Wait until this path exists (relative to the test's scratch directory,
+    /// which is the programs' working directory).
+    WaitFile(String),
     /// Wait for the process to exit with this status.
     ExpectExit(i32),
     /// Wait for the process to be killed by this signal.
@@ -216,11 +218,22 @@ pub struct Step {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpec {
-    task: TaskMeta,
+    task: RawTask,
     #[serde(default)]
     limits: Limits,
     #[serde(rename = "test", default)]
     tests: Vec<Spanned<RawTest>>,
+}
+
+/// `[task]`, with the spans of the keys validation may complain about.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    id: Spanned<String>,
+    slug: Spanned<String>,
+    title: String,
+    binary: Spanned<String>,
+    handout: String,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +268,7 @@ struct RawStep {
     expect_exit: Option<i32>,
     expect_killed_by: Option<String>,
     expect_alive: Option<bool>,
+    wait_file: Option<String>,
     // Options.
     process: Option<String>,
     args: Option<Vec<String>>,
@@ -332,32 +346,38 @@ impl Spec {
             message,
         };
 
-        let task = raw.task;
-        for (key, value) in [
-            ("id", &task.id),
-            ("slug", &task.slug),
-            ("binary", &task.binary),
+        let key_line = |v: &Spanned<String>| line_of(text, v.span().start);
+        for (key, spanned) in [
+            ("id", &raw.task.id),
+            ("slug", &raw.task.slug),
+            ("binary", &raw.task.binary),
         ] {
+            let value = spanned.get_ref();
             if value.is_empty()
                 || !value
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(err(
-                    line_of_key(text, key),
+                    key_line(spanned),
                     format!("[task].{key} = {value:?}: use letters, digits, '-' and '_' only"),
                 ));
             }
         }
-        if !task.slug.starts_with(&format!("{}-", task.id)) {
+        let (id, slug) = (raw.task.id.get_ref(), raw.task.slug.get_ref());
+        if !slug.starts_with(&format!("{id}-")) {
             return Err(err(
-                line_of_key(text, "slug"),
-                format!(
-                    "[task].slug {:?} must start with the id and a dash ({}-...)",
-                    task.slug, task.id
-                ),
+                key_line(&raw.task.slug),
+                format!("[task].slug {slug:?} must start with the id and a dash ({id}-...)"),
             ));
         }
+        let task = TaskMeta {
+            id: raw.task.id.into_inner(),
+            slug: raw.task.slug.into_inner(),
+            title: raw.task.title,
+            binary: raw.task.binary.into_inner(),
+            handout: raw.task.handout,
+        };
         if raw.tests.is_empty() {
             return Err(SpecError {
                 path: path.to_owned(),
@@ -483,11 +503,12 @@ fn validate_step(
         wait_syscall,
         expect_exit,
         expect_killed_by,
-        expect_alive
+        expect_alive,
+        wait_file
     );
     let action_name = match actions.as_slice() {
         [one] => *one,
-        [] => return Err("no action: a step needs one of start, send_line, close_stdin, signal, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, expect_exit, expect_killed_by, expect_alive".into()),
+        [] => return Err("no action: a step needs one of start, send_line, close_stdin, signal, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, expect_exit, expect_killed_by, expect_alive".into()),
         many => return Err(format!("several actions ({}): put each in its own step", many.join(", "))),
     };
 
@@ -661,6 +682,18 @@ fn validate_step(
             }
             Action::WaitSyscall(name)
         }
+        "wait_file" => {
+            let path = raw.wait_file.clone().unwrap_or_default();
+            let p = Path::new(&path);
+            if path.is_empty()
+                || p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(format!("wait_file = {path:?}: give a path inside the test's scratch directory (relative, no ..)"));
+            }
+            Action::WaitFile(path)
+        }
         "expect_exit" => Action::ExpectExit(raw.expect_exit.unwrap_or_default()),
         "expect_killed_by" => {
             let name = raw.expect_killed_by.as_deref().unwrap_or_default();
@@ -685,9 +718,302 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-/// Best-effort line of `key = ` in the `[task]` table, for messages about it.
-fn line_of_key(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| l.trim_start().starts_with(key) && l.contains('='))
-        .map_or(1, |i| i + 1)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines 1-6; a `[[test]]` appended to it starts on line 7.
+    const TASK: &str = "[task]\nid = \"t1\"\nslug = \"t1-x\"\ntitle = \"X\"\nbinary = \"x\"\nhandout = \"tasks/t1-x.md\"\n";
+
+    fn parse(text: &str) -> Result<Spec, SpecError> {
+        Spec::parse(Path::new("specs/x.toml"), text)
+    }
+
+    fn err(text: &str) -> SpecError {
+        parse(text).expect_err("the spec should be rejected")
+    }
+
+    /// One test, "a", header on line 7; step N is on line 10 + N.
+    fn one_test(steps: &[&str]) -> String {
+        let steps: String = steps.iter().map(|s| format!("  {s},\n")).collect();
+        format!("{TASK}[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n{steps}]\n")
+    }
+
+    /// The error is on `line` and its message mentions every one of `parts`.
+    #[track_caller]
+    fn assert_err(e: &SpecError, line: usize, parts: &[&str]) {
+        assert_eq!(e.line, Some(line), "wrong line in: {e}");
+        for part in parts {
+            assert!(e.message.contains(part), "{part:?} not in: {e}");
+        }
+    }
+
+    const START: &str = "{ start = \"m\" }";
+
+    #[test]
+    fn message_is_file_line_message() {
+        let e = err(&one_test(&[START, "{ timeout_ms = 5 }"]));
+        assert_eq!(e.to_string(), format!("specs/x.toml:12: {}", e.message));
+        assert!(e.message.starts_with("test \"a\": step 2: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_task() {
+        let text = format!(
+            "{TASK}colour = \"red\"\n[[test]]\nname = \"a\"\npoints = 1\nsteps = [{START}]\n"
+        );
+        assert_err(&err(&text), 7, &["line 7", "unknown field `colour`"]);
+    }
+
+    #[test]
+    fn unknown_key_in_step() {
+        let e = err(&one_test(&[START, "{ expct = '^x$' }"]));
+        assert_err(&e, 12, &["line 12", "unknown field `expct`", "`expect`"]);
+    }
+
+    #[test]
+    fn wrong_type() {
+        let text = format!("{TASK}[[test]]\nname = \"a\"\npoints = \"two\"\nsteps = [{START}]\n");
+        assert_err(&err(&text), 9, &["line 9", "points", "\"two\"", "u32"]);
+    }
+
+    #[test]
+    fn missing_required_key() {
+        let text = format!("{TASK}[[test]]\nname = \"a\"\nsteps = [{START}]\n");
+        assert_err(&err(&text), 7, &["line 7", "missing field `points`"]);
+    }
+
+    #[test]
+    fn step_with_two_actions() {
+        let e = err(&one_test(&[START, "{ expect = 'x', expect_exit = 0 }"]));
+        assert_err(&e, 12, &["step 2", "several actions (expect, expect_exit)"]);
+    }
+
+    #[test]
+    fn step_with_no_action() {
+        let e = err(&one_test(&[START, "{ timeout_ms = 5 }"]));
+        assert_err(&e, 12, &["step 2", "no action"]);
+    }
+
+    #[test]
+    fn bad_regex() {
+        let e = err(&one_test(&[START, "{ wait_for = '(x' }"]));
+        assert_err(
+            &e,
+            12,
+            &["step 2", "wait_for = \"(x\" is not a valid regex"],
+        );
+    }
+
+    #[test]
+    fn option_not_applicable_to_action() {
+        let e = err(&one_test(&[START, "{ expect = 'x', count = 2 }"]));
+        assert_err(&e, 12, &["`count` does not apply to `expect`"]);
+        let e = err(&one_test(&["{ start = \"m\", process = \"m\" }"]));
+        assert_err(&e, 11, &["`start` names the process itself"]);
+    }
+
+    #[test]
+    fn process_not_started() {
+        let e = err(&one_test(&[START, "{ expect = 'x', process = \"b\" }"]));
+        assert_err(&e, 12, &["step 2", "process \"b\" is not started"]);
+    }
+
+    #[test]
+    fn step_before_any_start() {
+        let e = err(&one_test(&["{ send_line = \"hi\" }", START]));
+        assert_err(&e, 11, &["step 1", "`send_line` before any `start`"]);
+    }
+
+    #[test]
+    fn variable_used_before_capture() {
+        let e = err(&one_test(&[
+            START,
+            r"{ expect = '(\d+)', at_most = 'n' }",
+            r"{ expect = '(\d+)', capture = 'n' }",
+        ]));
+        assert_err(&e, 12, &["step 2", "variable \"n\" is not bound"]);
+        // A signal step binds sent_ of its own signal only.
+        let e = err(&one_test(&[
+            START,
+            "{ signal = 'SIGINT', count = 3 }",
+            r"{ expect = '(\d+)', at_most = 'sent_SIGINT' }",
+            r"{ expect = '(\d+)', at_most = 'sent_SIGTERM' }",
+        ]));
+        assert_err(&e, 14, &["step 4", "variable \"sent_SIGTERM\""]);
+    }
+
+    #[test]
+    fn number_check_needs_one_group() {
+        let e = err(&one_test(&[START, "{ expect = '^count$', at_least = 1 }"]));
+        assert_err(&e, 12, &["exactly one capture group", "found 0"]);
+    }
+
+    #[test]
+    fn duplicate_test_names() {
+        let test = format!("[[test]]\nname = \"a\"\npoints = 1\nsteps = [{START}]\n");
+        let e = err(&format!("{TASK}{test}\n{test}"));
+        assert_err(
+            &e,
+            12,
+            &["test \"a\"", "name: another test already has this name"],
+        );
+    }
+
+    #[test]
+    fn unknown_signal_name() {
+        let e = err(&one_test(&[START, "{ signal = 'SIGFOO' }"]));
+        assert_err(&e, 12, &["signal: unknown signal \"SIGFOO\""]);
+        let e = err(&one_test(&[
+            START,
+            "{ expect_handlers = ['SIGINT', 'USR9'] }",
+        ]));
+        assert_err(&e, 12, &["expect_handlers: unknown signal \"USR9\""]);
+        let e = err(&one_test(&[START, "{ expect_killed_by = 'KIL' }"]));
+        assert_err(&e, 12, &["expect_killed_by: unknown signal \"KIL\""]);
+    }
+
+    #[test]
+    fn unknown_syscall() {
+        let e = err(&one_test(&[START, "{ wait_syscall = 'select' }"]));
+        assert_err(
+            &e,
+            12,
+            &[
+                "wait_syscall: unknown system call \"select\"",
+                "known: read",
+            ],
+        );
+    }
+
+    #[test]
+    fn several_processes_and_a_step_without_process() {
+        let e = err(&one_test(&[
+            "{ start = 'a' }",
+            "{ start = 'b' }",
+            "{ expect = '^x$', process = 'a' }",
+            "{ close_stdin = true }",
+        ]));
+        assert_err(&e, 14, &["process:", "several processes"]);
+    }
+
+    #[test]
+    fn expect_numbered_template_and_range() {
+        let e = err(&one_test(&[
+            START,
+            "{ expect_numbered = 'line', from = 1, to = 2 }",
+        ]));
+        assert_err(&e, 12, &["expect_numbered", "exactly one {}"]);
+        let e = err(&one_test(&[
+            START,
+            "{ expect_numbered = 'line {}', from = 3, to = 2 }",
+        ]));
+        assert_err(&e, 12, &["from (3) is greater than to (2)"]);
+        let e = err(&one_test(&[
+            START,
+            "{ expect_numbered = 'line {}', from = 1 }",
+        ]));
+        assert_err(&e, 12, &["needs `from` and `to`"]);
+    }
+
+    #[test]
+    fn task_errors_name_the_key_line() {
+        let text = one_test(&[START]).replace("slug = \"t1-x\"", "slug = \"t2-x\"");
+        assert_err(
+            &err(&text),
+            3,
+            &["[task].slug \"t2-x\" must start with the id"],
+        );
+        // [task] after a test whose multi-line hint has a line that looks like
+        // `binary = ...`: the message names the real key, not the hint.
+        let text = format!(
+            "[[test]]\nname = \"a\"\npoints = 1\nhint = '''\nbinary = \"x\" is wrong\n'''\nsteps = [{START}]\n\n{}",
+            TASK.replace("binary = \"x\"", "binary = \"x y\"")
+        );
+        assert_err(&err(&text), 13, &["[task].binary = \"x y\""]);
+    }
+
+    #[test]
+    fn valid_spec_parses() {
+        let text = format!(
+            r#"{TASK}
+[limits]
+test_timeout_ms = 3000
+
+[[test]]
+name = "one"
+points = 2
+steps = [
+  {{ start = "m", args = ["-v"] }},
+  {{ signal = "SIGINT", count = 10, spread_ms = 5, background = true }},
+  {{ expect = '^count (\d+)$', capture = "n", at_most = "sent_SIGINT", timeout_ms = 100 }},
+  {{ join = true }},
+  {{ expect_exit = 0 }},
+]
+
+[[test]]
+name = "two"
+points = 3
+timeout_ms = 9000
+visibility = "hidden"
+steps = [
+  {{ start = "a" }},
+  {{ start = "b" }},
+  {{ expect_numbered = "line {{}}", from = 1, to = 5, process = "b", stream = "stderr" }},
+  {{ expect_killed_by = "TERM", process = "a" }},
+]
+"#
+        );
+        let spec = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.tests.len(), 2);
+        assert_eq!(spec.max_score(), 5);
+        let (one, two) = (&spec.tests[0], &spec.tests[1]);
+        assert_eq!((one.steps.len(), two.steps.len()), (5, 4));
+        assert_eq!((one.line, one.steps[0].line, two.line), (11, 15, 22));
+        assert_eq!((one.timeout_ms, two.timeout_ms), (3000, 9000));
+        assert_eq!(
+            (one.steps[2].timeout_ms, one.steps[4].timeout_ms),
+            (100, 2000)
+        );
+        assert_eq!(
+            (one.visibility, two.visibility),
+            (Visibility::Visible, Visibility::Hidden)
+        );
+        assert!(
+            matches!(&one.steps[0].action, Action::Start { name, args } if name == "m" && args == &["-v"])
+        );
+        assert!(matches!(
+            one.steps[1].action,
+            Action::Signal {
+                count: 10,
+                spread_ms: 5,
+                background: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            two.steps[2].action,
+            Action::ExpectNumbered { from: 1, to: 5, .. }
+        ));
+        assert_eq!(two.steps[2].stream, StreamName::Stderr);
+        assert_eq!(two.steps[3].process.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn real_task1_spec_parses() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../specs/task1-signals.toml"
+        ));
+        let spec = Spec::load(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (spec.task.id.as_str(), spec.task.slug.as_str()),
+            ("task1", "task1-signals")
+        );
+        assert!(!spec.tests.is_empty());
+        assert!(spec.max_score() >= spec.tests.len() as u32);
+        for t in &spec.tests {
+            assert!(t.steps.iter().all(|s| s.line > t.line), "{}", t.name);
+        }
+    }
 }

@@ -122,12 +122,26 @@ fn failure_is_explained_with_hint_and_reproduce_command() {
 
 #[test]
 fn selfcheck_command_passes_and_reports_every_subject() {
-    let out = grader(&["selfcheck", "task1", "--format", "json"]).output().unwrap();
+    let out = grader(&["selfcheck", "task1", "--format", "json"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let check: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let subjects: Vec<&str> = check["checks"].as_array().unwrap().iter().map(|c| c["subject"].as_str().unwrap()).collect();
+    let subjects: Vec<&str> = check["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
     assert_eq!(subjects[..2], ["reference", "starter"]);
-    assert!(subjects.iter().filter(|s| s.starts_with("mutant ")).count() >= 3, "{subjects:?}");
-    assert!(check["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
+    assert!(
+        subjects.iter().filter(|s| s.starts_with("mutant ")).count() >= 3,
+        "{subjects:?}"
+    );
+    assert!(check["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["ok"] == true));
 }

@@ -111,6 +111,15 @@ fn run_line(line: &[u8]) -> bool {
     }
 }
 
+/// Removes the first complete line from `pending` and returns it without
+/// its newline; None while no newline has arrived yet.
+fn take_line(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let end = pending.iter().position(|&b| b == b'\n')?;
+    let mut line: Vec<u8> = pending.drain(..=end).collect();
+    line.pop(); // the '\n'
+    Some(line)
+}
+
 fn run() -> nix::Result<()> {
     // The handlers must be in place before anyone is told we are ready:
     // a signal that arrives earlier gets its default action (SIGINT and
@@ -141,9 +150,8 @@ fn run() -> nix::Result<()> {
             }
             Ok(n) => {
                 pending.extend_from_slice(&buf[..n]);
-                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    if run_line(&line[..end]) {
+                while let Some(line) = take_line(&mut pending) {
+                    if run_line(&line) {
                         return Ok(());
                     }
                 }
