@@ -516,18 +516,21 @@ impl Scenario<'_> {
         match reached {
             Some(()) => Ok(()),
             None => {
-                let state = p.try_exit();
-                let observed = match (state, last) {
-                    (Some(s), _) => format!("the program {}", s.describe()),
-                    (None, Syscall::Blocked(n)) => {
-                        format!("blocked in system call number {n} instead")
-                    }
-                    (None, _) => "still running in user space (busy-waiting?)".into(),
-                };
-                Err(StepFailure::timeout(
-                    format!("the program to block in {name}()"),
-                    observed,
-                ))
+                let expected = format!("the program to block in {name}()");
+                match (p.try_exit(), last) {
+                    (Some(s), _) => Err(StepFailure::failed(
+                        expected,
+                        format!("the program {}", s.describe()),
+                    )),
+                    (None, Syscall::Blocked(n)) => Err(StepFailure::timeout(
+                        expected,
+                        format!("blocked in system call number {n} instead"),
+                    )),
+                    (None, _) => Err(StepFailure::timeout(
+                        expected,
+                        "still running in user space (busy-waiting?)",
+                    )),
+                }
             }
         }
     }

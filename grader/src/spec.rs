@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::Signal;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -371,6 +372,21 @@ impl Spec {
                 format!("[task].slug {slug:?} must start with the id and a dash ({id}-...)"),
             ));
         }
+        let limits = &raw.limits;
+        for (key, value) in [
+            ("build_timeout_s", limits.build_timeout_s),
+            ("test_timeout_ms", limits.test_timeout_ms),
+            ("step_timeout_ms", limits.step_timeout_ms),
+            ("output_limit_bytes", limits.output_limit_bytes as u64),
+        ] {
+            if value == 0 {
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with(key))
+                    .map_or(1, |i| i + 1);
+                return Err(err(line, format!("[limits].{key}: must be positive")));
+            }
+        }
         let task = TaskMeta {
             id: raw.task.id.into_inner(),
             slug: raw.task.slug.into_inner(),
@@ -670,6 +686,15 @@ fn validate_step(
                 .map(|n| signals::parse(n))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("expect_handlers: {e}"))?;
+            if let Some(s) = sigs
+                .iter()
+                .find(|s| matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+            {
+                return Err(format!(
+                    "expect_handlers: {} can never have a handler",
+                    signals::name(*s)
+                ));
+            }
             Action::ExpectHandlers(sigs)
         }
         "wait_syscall" => {
@@ -694,7 +719,13 @@ fn validate_step(
             }
             Action::WaitFile(path)
         }
-        "expect_exit" => Action::ExpectExit(raw.expect_exit.unwrap_or_default()),
+        "expect_exit" => {
+            let code = raw.expect_exit.unwrap_or_default();
+            if !(0..=255).contains(&code) {
+                return Err(format!("expect_exit = {code}: an exit status is 0 to 255"));
+            }
+            Action::ExpectExit(code)
+        }
         "expect_killed_by" => {
             let name = raw.expect_killed_by.as_deref().unwrap_or_default();
             Action::ExpectKilledBy(
@@ -704,6 +735,9 @@ fn validate_step(
         other => unreachable!("action {other} listed above"),
     };
 
+    if raw.timeout_ms == Some(0) {
+        return Err("timeout_ms: must be positive".into());
+    }
     Ok(Step {
         action,
         process: raw.process,
@@ -1015,5 +1049,24 @@ steps = [
         for t in &spec.tests {
             assert!(t.steps.iter().all(|s| s.line > t.line), "{}", t.name);
         }
+    }
+
+    #[test]
+    fn impossible_expectations_and_zero_budgets() {
+        let e = err(&one_test(&[START, "{ expect_exit = 256 }"]));
+        assert_err(&e, 12, &["expect_exit = 256", "0 to 255"]);
+        let e = err(&one_test(&[
+            START,
+            "{ expect_handlers = [\"SIGINT\", \"SIGKILL\"] }",
+        ]));
+        assert_err(&e, 12, &["SIGKILL can never have a handler"]);
+        let e = err(&one_test(&[START, "{ expect = 'x', timeout_ms = 0 }"]));
+        assert_err(&e, 12, &["timeout_ms: must be positive"]);
+        let text = format!("{TASK}[limits]\nstep_timeout_ms = 0\n[[test]]\nname = \"a\"\npoints = 1\nsteps = [{START}]\n");
+        assert_err(
+            &err(&text),
+            8,
+            &["[limits].step_timeout_ms: must be positive"],
+        );
     }
 }
