@@ -8,6 +8,7 @@
 //! notification for.
 
 pub mod deadline;
+pub mod leftovers;
 pub mod output;
 pub mod process;
 pub mod procfs;

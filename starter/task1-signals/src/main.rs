@@ -151,8 +151,7 @@ fn run() -> nix::Result<()> {
 
 fn main() -> ExitCode {
     if std::env::args_os().len() > 1 {
-        eprintln!("usage: task1-signals");
-        eprintln!("  (no arguments: send it lines on stdin and SIGINT, SIGUSR1, SIGTERM)");
+        eprintln!("usage: task1-signals (no arguments; send it lines on stdin and signals)");
         return ExitCode::from(2);
     }
     match run() {
