@@ -131,7 +131,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
     }
     let (stdout_tail, stderr_tail) = scenario
         .focus_process(failure.as_ref().map(|(i, _)| &test.steps[*i - 1]))
-        .map(|p| (p.stdout.tail(8), p.stderr.tail(8)))
+        .map(|p| (p.stdout.tail(8), stderr_excerpt(&p.stderr)))
         .unwrap_or_default();
     scenario.finish();
 
@@ -714,6 +714,20 @@ impl Scenario<'_> {
         }
         self.processes.clear();
     }
+}
+
+/// The end of stderr, and a Rust panic's message when the tail (a long
+/// backtrace, say) does not show it.
+fn stderr_excerpt(stderr: &CapturedStream) -> Vec<String> {
+    let mut tail = stderr.tail(8);
+    let panic = stderr.first_match("panicked at", 1);
+    if !panic.is_empty() && !tail.iter().any(|l| l.contains("panicked at")) {
+        let mut lines = panic;
+        lines.push("...".into());
+        lines.append(&mut tail);
+        tail = lines;
+    }
+    tail
 }
 
 fn sent_var(signal: Signal) -> String {

@@ -182,6 +182,17 @@ impl CapturedStream {
         out
     }
 
+    /// The first line containing `needle` and the `after` lines that follow
+    /// it (e.g. a Rust panic message, which a long backtrace can push out
+    /// of the tail).
+    pub fn first_match(&self, needle: &str, after: usize) -> Vec<String> {
+        let st = self.lock();
+        match st.lines.iter().position(|l| l.contains(needle)) {
+            Some(i) => st.lines[i..(i + 1 + after).min(st.lines.len())].to_vec(),
+            None => Vec::new(),
+        }
+    }
+
     /// The `n` lines before the reading cursor, the context of a mismatch.
     pub fn before_cursor(&self, n: usize) -> Vec<String> {
         let st = self.lock();
