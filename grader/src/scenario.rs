@@ -194,8 +194,8 @@ impl Scenario<'_> {
                 self.join_background();
                 Ok(())
             }
-            Action::WaitFor(re, check) => self.wait_for(step, re, check, deadline),
-            Action::Expect(re, check) => self.expect(step, re, check, deadline),
+            Action::WaitFor(re, check) => self.read_matching(step, re, check, true, deadline),
+            Action::Expect(re, check) => self.read_matching(step, re, check, false, deadline),
             Action::ExpectNumbered { template, from, to } => {
                 self.expect_numbered(step, template, *from, *to, deadline)
             }
@@ -370,51 +370,34 @@ impl Scenario<'_> {
         }
     }
 
-    fn wait_for(
+    /// `wait_for` (`skip` lines until one matches) and `expect` (the next
+    /// line must match).
+    fn read_matching(
         &mut self,
         step: &Step,
         re: &regex::Regex,
         check: &NumberCheck,
+        skip: bool,
         deadline: Deadline,
     ) -> Result<(), StepFailure> {
-        self.actions
-            .push(format!("waited for a line matching /{re}/"));
-        let expected = format!("a line matching /{re}/{}", self.describe_check(check));
+        let (action, expected) = if skip {
+            ("waited for a line matching", "a line matching")
+        } else {
+            ("read the next line, expecting", "the next line to match")
+        };
+        self.actions.push(format!("{action} /{re}/"));
+        let expected = format!("{expected} /{re}/{}", self.describe_check(check));
         let stream = self.stream(step);
         let begun = Instant::now();
         loop {
             match stream.next_line(deadline) {
-                Ok(line) => {
-                    if let Some(caps) = re.captures(&line) {
-                        return self.apply_check(check, &caps, &line, &expected);
-                    }
-                }
+                Ok(line) => match re.captures(&line) {
+                    Some(caps) => return self.apply_check(check, &caps, &line, &expected),
+                    None if skip => continue,
+                    None => return Err(StepFailure::failed(expected, mismatch(&stream, &line))),
+                },
                 Err(why) => return Err(self.no_line(step, why, expected, begun.elapsed())),
             }
-        }
-    }
-
-    fn expect(
-        &mut self,
-        step: &Step,
-        re: &regex::Regex,
-        check: &NumberCheck,
-        deadline: Deadline,
-    ) -> Result<(), StepFailure> {
-        self.actions
-            .push(format!("read the next line, expecting /{re}/"));
-        let expected = format!(
-            "the next line to match /{re}/{}",
-            self.describe_check(check)
-        );
-        let stream = self.stream(step);
-        let begun = Instant::now();
-        match stream.next_line(deadline) {
-            Ok(line) => match re.captures(&line) {
-                Some(caps) => self.apply_check(check, &caps, &line, &expected),
-                None => Err(StepFailure::failed(expected, mismatch(&stream, &line))),
-            },
-            Err(why) => Err(self.no_line(step, why, expected, begun.elapsed())),
         }
     }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use cargo_grade::course::Course;
-use cargo_grade::selfcheck;
+use cargo_grade::selfcheck::{self, Mutant};
 use common::*;
 
 #[test]
@@ -45,17 +45,29 @@ fn untouched_starter_gets_at_most_ten_percent() {
     assert_eq!(report["submission"], "starter/task1-signals");
 }
 
-#[test]
-fn every_mutant_loses_points_where_its_spec_says() {
+/// task1's mutants, from `solutions/task1-signals/mutants.toml`.
+fn mutants() -> Vec<Mutant> {
     let course = Course {
         root: course_root(),
     };
     let spec = course.task("task1").unwrap();
-    let mutants = selfcheck::load_mutants(&selfcheck::mutants_path(&course, &spec), &spec).unwrap();
+    selfcheck::load_mutants(&selfcheck::mutants_path(&course, &spec), &spec).unwrap()
+}
+
+/// The mutant's crate: the reference solution with the mutant's patch.
+fn mutant_crate(mutant: &Mutant) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let solution = course_root().join("solutions/task1-signals");
+    selfcheck::materialise(mutant, &solution, dir.path()).unwrap();
+    dir
+}
+
+#[test]
+fn every_mutant_loses_points_where_its_spec_says() {
+    let mutants = mutants();
     assert!(mutants.len() >= 3, "task1 needs at least three mutants");
     for mutant in &mutants {
-        let dir = tempfile::tempdir().unwrap();
-        selfcheck::materialise(mutant, &course.solution_dir(&spec), dir.path()).unwrap();
+        let dir = mutant_crate(mutant);
         let path = dir.path().to_str().unwrap();
         let (code, report) = grade_json(&["task1", "--path", path]);
         assert_eq!(code, 0, "mutant {}", mutant.name);
@@ -81,17 +93,12 @@ fn every_mutant_loses_points_where_its_spec_says() {
 
 #[test]
 fn failure_is_explained_with_hint_and_reproduce_command() {
-    let course = Course {
-        root: course_root(),
-    };
-    let spec = course.task("task1").unwrap();
-    let mutants = selfcheck::load_mutants(&selfcheck::mutants_path(&course, &spec), &spec).unwrap();
+    let mutants = mutants();
     let mutant = mutants
         .iter()
         .find(|m| m.name == "no_sigterm_handler")
         .expect("mutant no_sigterm_handler");
-    let dir = tempfile::tempdir().unwrap();
-    selfcheck::materialise(mutant, &course.solution_dir(&spec), dir.path()).unwrap();
+    let dir = mutant_crate(mutant);
     let path = dir.path().to_str().unwrap();
 
     let out = grader(&["task1", "--path", path, "--only", "sigterm_graceful"])

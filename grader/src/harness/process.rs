@@ -49,7 +49,9 @@ impl ExitState {
 
     pub fn describe(self) -> String {
         match self {
-            ExitState::Code(101) => "exited with status 101 (a Rust panic: see its message on stderr)".into(),
+            ExitState::Code(101) => {
+                "exited with status 101 (a Rust panic: see its message on stderr)".into()
+            }
             ExitState::Code(c) => format!("exited with status {c}"),
             ExitState::Signal(s) => {
                 let name = crate::signals::describe(s);
