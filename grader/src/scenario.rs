@@ -331,6 +331,24 @@ impl Scenario<'_> {
         }
     }
 
+    /// A wait that ran out: `timeout` while the program still runs (it is
+    /// stuck), `failed` once it has exited (it never will do it).
+    fn ran_out(
+        &mut self,
+        step: &Step,
+        expected: String,
+        missing: &str,
+        running: String,
+    ) -> StepFailure {
+        match self.process(step).try_exit() {
+            None => StepFailure::timeout(expected, running),
+            Some(state) => StepFailure::failed(
+                expected,
+                format!("{missing}the program {}", state.describe()),
+            ),
+        }
+    }
+
     /// Explains why no (matching) line came.
     fn no_line(
         &mut self,
@@ -341,16 +359,15 @@ impl Scenario<'_> {
     ) -> StepFailure {
         let p = self.process(step);
         match why {
-            LineWait::Deadline => match p.try_exit() {
-                None => StepFailure::timeout(
-                    expected,
-                    format!(
-                        "nothing matching after {:.1} s; the program is still running (stuck or deadlocked?)",
-                        waited.as_secs_f64()
-                    ),
+            LineWait::Deadline => self.ran_out(
+                step,
+                expected,
+                "no such line; ",
+                format!(
+                    "nothing matching after {:.1} s; the program is still running (stuck or deadlocked?)",
+                    waited.as_secs_f64()
                 ),
-                Some(state) => StepFailure::failed(expected, format!("no such line; the program {}", state.describe())),
-            },
+            ),
             LineWait::Eof => {
                 // The stream closed; give the exit a moment to be observable.
                 let state = p.wait_exit(Deadline::after_ms(500));
@@ -500,20 +517,11 @@ impl Scenario<'_> {
             Some(()) => Ok(()),
             None => {
                 let expected = format!("the program to block in {name}()");
-                match (p.try_exit(), last) {
-                    (Some(s), _) => Err(StepFailure::failed(
-                        expected,
-                        format!("the program {}", s.describe()),
-                    )),
-                    (None, Syscall::Blocked(n)) => Err(StepFailure::timeout(
-                        expected,
-                        format!("blocked in system call number {n} instead"),
-                    )),
-                    (None, _) => Err(StepFailure::timeout(
-                        expected,
-                        "still running in user space (busy-waiting?)",
-                    )),
-                }
+                let running = match last {
+                    Syscall::Blocked(n) => format!("blocked in system call number {n} instead"),
+                    _ => "still running in user space (busy-waiting?)".to_owned(),
+                };
+                Err(self.ran_out(step, expected, "", running))
             }
         }
     }
@@ -532,16 +540,8 @@ impl Scenario<'_> {
             return Ok(());
         }
         let expected = format!("the file {path:?} in the working directory");
-        match self.process(step).try_exit() {
-            Some(state) => Err(StepFailure::failed(
-                expected,
-                format!("no such file; the program {}", state.describe()),
-            )),
-            None => Err(StepFailure::timeout(
-                expected,
-                format!("no such file after {:.1} s", begun.elapsed().as_secs_f64()),
-            )),
-        }
+        let running = format!("no such file after {:.1} s", begun.elapsed().as_secs_f64());
+        Err(self.ran_out(step, expected, "no such file; ", running))
     }
 
     fn expect_end(
