@@ -95,7 +95,8 @@ pub fn materialise(mutant: &Mutant, solution: &Path, dir: &Path) -> Result<(), S
         .map_err(|e| e.to_string())
 }
 
-fn copy_crate(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies a crate directory, without its `target/`.
+pub fn copy_crate(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

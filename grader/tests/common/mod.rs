@@ -87,22 +87,6 @@ pub fn copy_crate(from: &Path) -> tempfile::TempDir {
         .prefix("grade-test-")
         .tempdir()
         .expect("tempdir");
-    copy_dir(from, dir.path());
+    cargo_grade::selfcheck::copy_crate(from, dir.path()).expect("copy the crate");
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == "target" {
-            continue;
-        }
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
