@@ -168,12 +168,6 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
             (dir, shown)
         }
     };
-    if !submission.is_dir() {
-        return Err(format!(
-            "submission {}: no such directory",
-            submission.display()
-        ));
-    }
     let opts = GradeOptions {
         seed: args.seed,
         only: args.only,
