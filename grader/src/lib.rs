@@ -26,6 +26,8 @@ pub mod course;
 pub mod faults;
 pub mod grade;
 pub mod harness;
+pub mod payload;
+pub mod peers;
 pub mod report;
 pub mod result;
 pub mod scenario;

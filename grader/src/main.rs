@@ -90,6 +90,16 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "grade") {
         args.remove(1);
     }
+    // `cargo-grade peer KIND ARGS`: a grader-side peer started by a test
+    // (see `peers`). Not part of the user-facing CLI.
+    if args.get(1).is_some_and(|a| a == "peer") {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let (kind, peer_args) = rest.split_first().map_or(("", &[][..]), |(k, a)| (k.as_str(), a));
+        return ExitCode::from(cargo_grade::peers::run(kind, peer_args).clamp(0, 255) as u8);
+    }
     let cli = Cli::parse_from(args);
     if let Err(e) = cargo_grade::become_subreaper() {
         eprintln!("cargo grade: warning: cannot become a child subreaper ({e}); daemonised processes may escape cleanup");

@@ -1,0 +1,5 @@
+//! placeholder (being written)
+
+pub fn run(_args: &[String]) -> i32 {
+    2
+}
