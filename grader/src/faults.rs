@@ -99,6 +99,148 @@ impl SignalStorm {
     }
 }
 
+/// The CPUs this process may run on.
+pub fn available_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a cpu_set_t we own; zeroed is empty.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `set` is a valid, writable cpu_set_t of `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+        return vec![0];
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: reads a bit of an initialised set, index in range.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// A seeded CPU placement for one round: half the time every CPU, half the
+/// time a single one, where processes interleave only by preemption (a
+/// different schedule, and different races, from true parallelism).
+pub fn cpu_placement(available: &[usize], rng: &mut fastrand::Rng) -> Vec<usize> {
+    if available.len() > 1 && rng.bool() {
+        available.to_vec()
+    } else {
+        vec![available[rng.usize(..available.len().max(1))]]
+    }
+}
+
+pub fn describe_cpus(cpus: &[usize], available: usize) -> String {
+    if cpus.len() == available && available > 1 {
+        format!("processes spread over all {available} CPUs (seeded placement)")
+    } else {
+        format!(
+            "every process pinned to CPU {} (seeded placement: interleaving by preemption only)",
+            cpus.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    }
+}
+
+/// The live processes `leader` forked that are still in its process group.
+pub fn children_of(leader: Pid) -> Vec<Pid> {
+    crate::harness::procfs::group_members(leader)
+        .into_iter()
+        .filter(|(pid, state)| *pid != leader && *state != 'Z')
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// A seeded choice; `items` must not be empty.
+pub fn pick<T: Copy>(items: &[T], rng: &mut fastrand::Rng) -> (usize, T) {
+    let i = rng.usize(..items.len());
+    (i, items[i])
+}
+
+/// Seeded pauses: SIGSTOP a process (or one of its children), hold it for a
+/// seeded time, SIGCONT. A paused process that holds a lock, or is half-way
+/// through an update, widens every race window around it.
+#[derive(Debug, Clone)]
+pub struct Pauses {
+    leader: Pid,
+    children: bool,
+    /// (gap before, hold, seed for the choice of child) per pause.
+    plan: Vec<(Duration, Duration, u64)>,
+    max_hold: Duration,
+}
+
+impl Pauses {
+    pub fn new(
+        leader: Pid,
+        children: bool,
+        count: u32,
+        spread: Duration,
+        max_hold: Duration,
+        rng: &mut fastrand::Rng,
+    ) -> Pauses {
+        let mean_us = spread.as_micros() as u64 / u64::from(count.max(1));
+        let max_us = max_hold.as_micros().max(1) as u64;
+        let plan = (0..count)
+            .map(|_| {
+                let gap = Duration::from_micros(rng.u64(0..=2 * mean_us));
+                let hold = Duration::from_micros(rng.u64(1..=max_us));
+                (gap, hold, rng.u64(..))
+            })
+            .collect();
+        Pauses {
+            leader,
+            children,
+            plan,
+            max_hold,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let whom = if self.children {
+            "a seeded child of the process"
+        } else {
+            "the process"
+        };
+        format!(
+            "paused {whom} {} times (SIGSTOP, up to {} ms, then SIGCONT) at seeded moments",
+            self.plan.len(),
+            self.max_hold.as_millis()
+        )
+    }
+
+    /// Runs the pauses; stops early when `stop` is set or no target is
+    /// left. Every SIGSTOP is followed by its SIGCONT.
+    pub fn run(&self, stop: &AtomicBool) -> u32 {
+        let mut done = 0;
+        for &(gap, hold, choice) in &self.plan {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            pace(gap);
+            let target = if self.children {
+                let kids = children_of(self.leader);
+                if kids.is_empty() {
+                    continue;
+                }
+                kids[(choice % kids.len() as u64) as usize]
+            } else {
+                self.leader
+            };
+            if nix::sys::signal::kill(target, Signal::SIGSTOP).is_err() {
+                continue;
+            }
+            pace(hold);
+            let _ = nix::sys::signal::kill(target, Signal::SIGCONT);
+            done += 1;
+        }
+        done
+    }
+
+    pub fn spawn(self, stop: Arc<AtomicBool>) -> JoinHandle<u32> {
+        std::thread::Builder::new()
+            .name("pauses".into())
+            .spawn(move || self.run(&stop))
+            .expect("spawn pause thread")
+    }
+}
+
 /// Waits out a seeded gap between injected faults. This is pacing, the point
 /// of the fault (spreading a storm over a flood of output), never a way to
 /// wait for the program: those waits are conditions with deadlines.

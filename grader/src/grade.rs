@@ -143,10 +143,38 @@ pub fn grade(
         }
     };
 
+    let helper = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            return Ok(ungradable(
+                report,
+                format!("cannot find the grader's own binary (for its peers): {e}"),
+                &tests,
+                opts,
+            ))
+        }
+    };
+    let shim = if tests.iter().any(|t| t.io_faults.is_some()) {
+        match crate::shim::ensure_built(&course.root, &course.work_dir()) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                return Ok(ungradable(
+                    report,
+                    format!("cannot build the I/O fault shim: {e}"),
+                    &tests,
+                    opts,
+                ))
+            }
+        }
+    } else {
+        None
+    };
     let env = ScenarioEnv {
         binary: &binary,
         seed: opts.seed,
         output_limit: spec.limits.output_limit_bytes,
+        helper: &helper,
+        shim: shim.as_deref(),
     };
     for test in tests {
         let mut result = scenario::run_test(&env, test);
@@ -159,6 +187,12 @@ pub fn grade(
         report.tests.push(result);
     }
     report.score = report.tests.iter().map(|t| t.score).sum();
+    if let Some(isolation) = report.tests.iter().find_map(|t| t.isolation) {
+        report.environment.isolation = format!(
+            "{}; each program in its own process group and scratch directory, the whole group killed at the end of every test",
+            isolation.describe()
+        );
+    }
     if let Some(t) = report.tests.iter().find(|t| t.status == Status::Error) {
         report.outcome =
             Outcome::Ungradable(format!("test {} could not be run: {}", t.name, t.output));
@@ -199,6 +233,8 @@ fn not_run(test: &Test, why: &str, opts: &GradeOptions, task: &str) -> TestResul
         failure: None,
         hint: test.hint.clone(),
         faults: Vec::new(),
+        leftovers: Vec::new(),
+        isolation: None,
         reproduce: reproduce(task, opts, &test.name),
         duration_ms: 0,
     }

@@ -32,6 +32,7 @@ pub mod report;
 pub mod result;
 pub mod scenario;
 pub mod selfcheck;
+pub mod shim;
 pub mod signals;
 pub mod spec;
 

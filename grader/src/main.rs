@@ -97,7 +97,9 @@ fn main() -> ExitCode {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        let (kind, peer_args) = rest.split_first().map_or(("", &[][..]), |(k, a)| (k.as_str(), a));
+        let (kind, peer_args) = rest
+            .split_first()
+            .map_or(("", &[][..]), |(k, a)| (k.as_str(), a));
         return ExitCode::from(cargo_grade::peers::run(kind, peer_args).clamp(0, 255) as u8);
     }
     let cli = Cli::parse_from(args);

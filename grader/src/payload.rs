@@ -65,7 +65,10 @@ mod tests {
     fn a_cut_or_corrupted_payload_is_explained() {
         let p = payload(10_000);
         let err = check(10_000, &p[..4096]).unwrap_err();
-        assert!(err.contains("4096 bytes") && err.contains("cut short"), "{err}");
+        assert!(
+            err.contains("4096 bytes") && err.contains("cut short"),
+            "{err}"
+        );
         let mut skipped = p[..4096].to_owned();
         skipped.push_str(&p[8192..]);
         let err = check(10_000, &skipped).unwrap_err();

@@ -105,6 +105,12 @@ pub struct TestResult {
     pub hint: String,
     /// The faults that were active in this test (signals, storms, ...).
     pub faults: Vec<String>,
+    /// What the submission left behind (processes, FIFOs, sockets, IPC
+    /// objects), one line each; the grader removed all of it.
+    pub leftovers: Vec<String>,
+    /// The isolation the test ran under (summarised in `environment`).
+    #[serde(skip)]
+    pub isolation: Option<crate::harness::Isolation>,
     /// The one command that reproduces this test.
     pub reproduce: String,
     pub duration_ms: u64,

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,11 +16,17 @@ use nix::sys::signal::Signal;
 
 use crate::faults::{self, SignalStorm};
 use crate::harness::deadline::poll_until;
+use crate::harness::leftovers::{Baseline, Leftovers, Scope};
 use crate::harness::procfs::{self, Syscall};
-use crate::harness::{CapturedStream, Deadline, ExitState, LineWait, Program, SpawnOptions};
+use crate::harness::{
+    CapturedStream, Deadline, ExitState, Isolation, LineWait, Program, ResourceLimit, Sandbox,
+    SpawnOptions,
+};
 use crate::result::{Failure, Status, TestResult};
 use crate::signals;
-use crate::spec::{Action, NumberCheck, Step, StreamName, Test, Value};
+use crate::spec::{
+    Action, CpuPlacement, LineCheck, NumberCheck, Step, StreamName, Target, Test, Value,
+};
 
 /// What a scenario needs besides the test itself.
 pub struct ScenarioEnv<'a> {
@@ -28,6 +34,11 @@ pub struct ScenarioEnv<'a> {
     pub binary: &'a Path,
     pub seed: u64,
     pub output_limit: usize,
+    /// The grader's own binary: it runs the grader's peers
+    /// (`cargo-grade peer KIND`) and the namespace holder.
+    pub helper: &'a Path,
+    /// The I/O fault shim (an LD_PRELOAD library), when a test needs it.
+    pub shim: Option<&'a Path>,
 }
 
 /// Why a step did not pass.
@@ -63,24 +74,49 @@ impl StepFailure {
     }
 }
 
-/// A background fault injection still running.
+/// A background fault injection still running: how many of which signal
+/// it delivered (pauses count as none).
 struct Background {
-    signal: Signal,
+    signal: Option<Signal>,
     handle: JoinHandle<u32>,
 }
 
-/// The running state of one test.
+/// A counter that makes run tokens unique within this grader process.
+static ROUNDS_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// The running state of one round of a test.
 struct Scenario<'a> {
     env: &'a ScenarioEnv<'a>,
+    test: &'a Test,
     workdir: tempfile::TempDir,
+    sandbox: Sandbox,
+    /// Unique to this round: in IPC names (`{run}`) and, hashed, the System
+    /// V key (`{key}`).
+    token: String,
+    key: i32,
+    baseline: Baseline,
     processes: Vec<Program>,
+    /// Names of the processes that are the grader's own peers.
+    peers: Vec<String>,
+    cpus: Option<Vec<usize>>,
     vars: BTreeMap<String, i64>,
-    rng: fastrand::Rng,
+    rng: &'a mut fastrand::Rng,
     background: Vec<Background>,
     stop: Arc<AtomicBool>,
     actions: Vec<String>,
     faults: Vec<String>,
     deadline: Deadline,
+}
+
+/// How one round ended.
+struct RoundEnd {
+    failure: Option<(usize, StepFailure)>,
+    actions: Vec<String>,
+    faults: Vec<String>,
+    stdout_tail: Vec<String>,
+    stderr_tail: Vec<String>,
+    leftovers: Vec<String>,
+    isolation: Isolation,
 }
 
 /// Runs `test` and reports its result. `reproduce` and `output` are left for
@@ -98,28 +134,123 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
         failure: None,
         hint: test.hint.clone(),
         faults: Vec::new(),
+        leftovers: Vec::new(),
+        isolation: None,
         reproduce: String::new(),
         duration_ms: 0,
     };
-    let workdir = match tempfile::Builder::new().prefix("cargo-grade-").tempdir() {
-        Ok(dir) => dir,
-        Err(e) => {
-            result.status = Status::Error;
-            result.output = format!("could not create a scratch directory: {e}");
-            return result;
+    let mut rng = faults::test_rng(env.seed, &test.name);
+    let deadline = Deadline::after_ms(test.timeout_ms);
+    for round in 1..=test.rounds {
+        let end = match run_round(env, test, round, &mut rng, deadline) {
+            Ok(end) => end,
+            Err(e) => {
+                result.status = Status::Error;
+                result.output = e;
+                break;
+            }
+        };
+        result.isolation = Some(end.isolation);
+        let label = |line: String| {
+            if test.rounds > 1 {
+                format!("round {round} of {}: {line}", test.rounds)
+            } else {
+                line
+            }
+        };
+        result.faults = end.faults.into_iter().map(label).collect();
+        result.leftovers = end.leftovers;
+        if let Some((step, f)) = end.failure {
+            let mut actions = end.actions;
+            if test.rounds > 1 {
+                actions.insert(
+                    0,
+                    format!(
+                        "ran the steps {} times (race stress); rounds 1 to {} passed, round {round} went:",
+                        test.rounds,
+                        round - 1
+                    ),
+                );
+            }
+            result.status = f.status;
+            result.failure = Some(Failure {
+                step,
+                actions,
+                expected: f.expected,
+                observed: f.observed,
+                stdout_tail: end.stdout_tail,
+                stderr_tail: end.stderr_tail,
+            });
+            break;
+        }
+    }
+    if result.status == Status::Passed {
+        result.score = test.points;
+    }
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
+/// One round: a fresh scratch directory, sandbox and processes.
+fn run_round(
+    env: &ScenarioEnv<'_>,
+    test: &Test,
+    round: u32,
+    rng: &mut fastrand::Rng,
+    deadline: Deadline,
+) -> Result<RoundEnd, String> {
+    let workdir = tempfile::Builder::new()
+        .prefix("cargo-grade-")
+        .tempdir()
+        .map_err(|e| format!("could not create a scratch directory: {e}"))?;
+    let sandbox = Sandbox::new(env.helper);
+    let n = ROUNDS_STARTED.fetch_add(1, Ordering::Relaxed);
+    let token = format!("cg{}x{n}", std::process::id());
+    let key = sysv_key(&token);
+    let baseline = Baseline::capture(&Scope {
+        workdir: workdir.path(),
+        sandbox: &sandbox,
+        token: &token,
+        key,
+    });
+    let mut faults_active = Vec::new();
+    let cpus = match test.cpus {
+        CpuPlacement::Any => None,
+        CpuPlacement::Seeded => {
+            let available = faults::available_cpus();
+            let pick = faults::cpu_placement(&available, rng);
+            faults_active.push(faults::describe_cpus(&pick, available.len()));
+            Some(pick)
         }
     };
+    if let Some(io) = &test.io_faults {
+        faults_active.push(io.describe());
+    }
+    if let Some(fds) = test.rlimits.open_files {
+        faults_active.push(format!("open files limited to {fds} (RLIMIT_NOFILE)"));
+    }
+    if let Some(procs) = test.rlimits.processes {
+        faults_active.push(format!("processes limited to {procs} (RLIMIT_NPROC)"));
+    }
+    let _ = round;
     let mut scenario = Scenario {
         env,
+        test,
         workdir,
+        sandbox,
+        token,
+        key,
+        baseline,
         processes: Vec::new(),
+        peers: Vec::new(),
+        cpus,
         vars: BTreeMap::new(),
-        rng: faults::test_rng(env.seed, &test.name),
+        rng,
         background: Vec::new(),
         stop: Arc::new(AtomicBool::new(false)),
         actions: Vec::new(),
-        faults: Vec::new(),
-        deadline: Deadline::after_ms(test.timeout_ms),
+        faults: faults_active,
+        deadline,
     };
 
     let mut failure = None;
@@ -134,49 +265,56 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
         .map(|p| (p.stdout.tail(8), stderr_excerpt(&p.stderr)))
         .unwrap_or_default();
     scenario.finish();
+    let leftovers = scenario.sweep();
+    Ok(RoundEnd {
+        failure,
+        actions: std::mem::take(&mut scenario.actions),
+        faults: std::mem::take(&mut scenario.faults),
+        stdout_tail,
+        stderr_tail,
+        leftovers,
+        isolation: scenario.sandbox.isolation(),
+    })
+}
 
-    match failure {
-        None => {
-            result.status = Status::Passed;
-            result.score = test.points;
-        }
-        Some((step, f)) => {
-            result.status = f.status;
-            result.failure = Some(Failure {
-                step,
-                actions: scenario.actions.clone(),
-                expected: f.expected,
-                observed: f.observed,
-                stdout_tail,
-                stderr_tail,
-            });
-        }
+/// A System V key (positive, never IPC_PRIVATE) derived from a run token.
+fn sysv_key(token: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in token.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
     }
-    result.faults = scenario.faults.clone();
-    result.duration_ms = started.elapsed().as_millis() as u64;
-    result
+    (h & 0x3fff_ffff) as i32 | 0x1000
 }
 
 impl Scenario<'_> {
     fn run_step(&mut self, step: &Step) -> Result<(), StepFailure> {
         let deadline = Deadline::after_ms(step.timeout_ms).min(self.deadline);
         match &step.action {
-            Action::Start { name, args } => self.start(name, args),
+            Action::Start { name, args } => self.start(name, None, args),
+            Action::StartPeer { name, kind, args } => self.start(name, Some(kind), args),
+            Action::Stale { kind, args } => self.stale(kind, args, deadline),
             Action::SendLine(line) => {
+                let line = self.substitute(line);
                 self.actions
                     .push(format!("sent the line {line:?} to stdin"));
-                let p = self.process(step);
-                if let Err(e) = p.send_line(line) {
-                    let state = p
-                        .try_exit()
-                        .map_or("still running".to_owned(), ExitState::describe);
-                    return Err(StepFailure::failed(
-                        "the program to read its stdin",
-                        format!("writing to its stdin failed ({e}); the program {state}"),
-                    ));
-                }
-                Ok(())
+                self.send(step, &line)
             }
+            Action::SendPayload(len) => {
+                self.actions.push(format!(
+                    "sent a {len}-byte line (the grader's numbered payload) to stdin"
+                ));
+                self.send(step, &crate::payload::payload(*len))
+            }
+            Action::Pause {
+                max_ms,
+                target,
+                count,
+                spread_ms,
+                background,
+            } => self.pause(step, *max_ms, *target, *count, *spread_ms, *background),
+            Action::WaitIdle => self.wait_idle(step, deadline),
+            Action::ExpectClean => self.expect_clean(),
             Action::CloseStdin => {
                 self.actions.push("closed its stdin (end of input)".into());
                 self.process(step).close_stdin();
@@ -187,7 +325,8 @@ impl Scenario<'_> {
                 count,
                 spread_ms,
                 background,
-            } => self.signal(step, *signal, *count, *spread_ms, *background),
+                target,
+            } => self.signal(step, *signal, *count, *spread_ms, *background, *target),
             Action::Join => {
                 self.actions
                     .push("waited for the background signals to be sent".into());
@@ -219,32 +358,157 @@ impl Scenario<'_> {
         }
     }
 
-    fn start(&mut self, name: &str, args: &[String]) -> Result<(), StepFailure> {
-        let opts = SpawnOptions {
-            program: self.env.binary.to_owned(),
-            args: args.to_vec(),
-            workdir: self.workdir.path().to_owned(),
-            env: Vec::new(),
-            output_limit: self.env.output_limit,
+    /// Replaces `{dir}`, `{run}`, `{key}` and `{seed}` in a spec string.
+    fn substitute(&self, text: &str) -> String {
+        text.replace("{dir}", &self.workdir.path().display().to_string())
+            .replace("{run}", &self.token)
+            .replace("{key}", &self.key.to_string())
+            .replace("{seed}", &self.env.seed.to_string())
+    }
+
+    /// Starts the submission (`peer` is `None`) or one of the grader's peers.
+    fn start(
+        &mut self,
+        name: &str,
+        peer: Option<&str>,
+        args: &[String],
+    ) -> Result<(), StepFailure> {
+        let args: Vec<String> = args.iter().map(|a| self.substitute(a)).collect();
+        let mut opts = SpawnOptions::new(
+            self.env.binary,
+            &args,
+            self.workdir.path(),
+            self.env.output_limit,
+        );
+        opts.sandbox = self.sandbox.join_fds();
+        let shown = match peer {
+            Some(kind) => {
+                opts.program = self.env.helper.to_owned();
+                opts.args = ["peer".to_owned(), kind.to_owned()]
+                    .into_iter()
+                    .chain(args.iter().cloned())
+                    .collect();
+                format!("the grader's {kind} peer")
+            }
+            None => {
+                opts.cpus = self.cpus.clone();
+                opts.limits = self.resource_limits();
+                opts.env = self.io_fault_env()?;
+                format!(
+                    "`{}`",
+                    self.env
+                        .binary
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                )
+            }
         };
         let program = Program::spawn(name, &opts)
-            .map_err(|e| StepFailure::error(format!("could not start the program: {e}")))?;
+            .map_err(|e| StepFailure::error(format!("could not start {shown}: {e}")))?;
         let shown_args = if args.is_empty() {
             String::new()
         } else {
-            format!(" {}", args.join(" "))
+            format!(" with arguments {}", args.join(" "))
         };
         self.actions.push(format!(
-            "started `{}{shown_args}` as {name} (pid {})",
-            self.env
-                .binary
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy(),
+            "started {shown}{shown_args} as {name} (pid {})",
             program.pid()
         ));
+        if peer.is_some() {
+            self.peers.push(name.to_owned());
+        }
         self.processes.push(program);
         Ok(())
+    }
+
+    fn resource_limits(&self) -> Vec<ResourceLimit> {
+        let mut limits = Vec::new();
+        if let Some(n) = self.test.rlimits.open_files {
+            limits.push(ResourceLimit {
+                resource: libc::RLIMIT_NOFILE,
+                value: n,
+            });
+        }
+        if let Some(n) = self.test.rlimits.processes {
+            limits.push(ResourceLimit {
+                resource: libc::RLIMIT_NPROC,
+                value: n,
+            });
+        }
+        limits
+    }
+
+    /// The environment that loads the fault shim into a submission process,
+    /// with a seed of its own from the test's RNG.
+    fn io_fault_env(&mut self) -> Result<Vec<(String, String)>, StepFailure> {
+        let Some(io) = &self.test.io_faults else {
+            return Ok(Vec::new());
+        };
+        let Some(shim) = self.env.shim else {
+            return Err(StepFailure::error(
+                "this test injects I/O faults but the fault shim is not built",
+            ));
+        };
+        let mut env = io.env(self.rng.u64(..), None);
+        env.push(("LD_PRELOAD".into(), shim.display().to_string()));
+        Ok(env)
+    }
+
+    fn send(&mut self, step: &Step, line: &str) -> Result<(), StepFailure> {
+        let p = self.process(step);
+        if let Err(e) = p.send_line(line) {
+            let state = p
+                .try_exit()
+                .map_or("still running".to_owned(), ExitState::describe);
+            return Err(StepFailure::failed(
+                "the program to read its stdin",
+                format!("writing to its stdin failed ({e}); the program {state}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Leaves a stale resource, made by the grader's `stale` peer inside
+    /// the test's sandbox.
+    fn stale(
+        &mut self,
+        kind: &str,
+        args: &[String],
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
+        let args: Vec<String> = args.iter().map(|a| self.substitute(a)).collect();
+        let mut opts = SpawnOptions::new(
+            self.env.helper,
+            &["peer".to_owned(), "stale".to_owned(), kind.to_owned()]
+                .into_iter()
+                .chain(args.iter().cloned())
+                .collect::<Vec<_>>(),
+            self.workdir.path(),
+            64 * 1024,
+        );
+        opts.sandbox = self.sandbox.join_fds();
+        self.actions.push(format!(
+            "left a stale {kind} {} behind, as a crashed earlier run would",
+            args.join(" ")
+        ));
+        self.faults.push(format!(
+            "stale {kind} {} from an earlier run",
+            args.join(" ")
+        ));
+        let mut maker = Program::spawn("stale", &opts)
+            .map_err(|e| StepFailure::error(format!("could not create the stale {kind}: {e}")))?;
+        match maker.wait_exit(deadline) {
+            Some(ExitState::Code(0)) => Ok(()),
+            other => {
+                let why = other.map_or("did not finish".to_owned(), ExitState::describe);
+                let err = maker.stderr.tail(3).join(" ");
+                maker.terminate(Duration::from_millis(100));
+                Err(StepFailure::error(format!(
+                    "could not create the stale {kind}: the helper {why} {err}"
+                )))
+            }
+        }
     }
 
     fn process(&mut self, step: &Step) -> &mut Program {
@@ -289,14 +553,41 @@ impl Scenario<'_> {
         count: u32,
         spread_ms: u64,
         background: bool,
+        target: Target,
     ) -> Result<(), StepFailure> {
-        let pid = self.process(step).pid();
+        let pid = match target {
+            Target::Process => self.process(step).pid(),
+            Target::Child => {
+                let leader = self.process(step).pid();
+                let children = faults::children_of(leader);
+                if children.is_empty() {
+                    return Err(self.ran_out(
+                        step,
+                        format!(
+                            "a process forked by {} to send {} to",
+                            step.process.as_deref().unwrap_or("the program"),
+                            signals::name(signal)
+                        ),
+                        "",
+                        "it has no live child process in its process group".into(),
+                    ));
+                }
+                let (index, child) = faults::pick(&children, self.rng);
+                self.faults.push(format!(
+                    "{} sent to child {} of {} (pid {child}, chosen by seed)",
+                    signals::name(signal),
+                    index + 1,
+                    children.len()
+                ));
+                child
+            }
+        };
         let storm = SignalStorm::new(
             pid,
             signal,
             count,
             Duration::from_millis(spread_ms),
-            &mut self.rng,
+            self.rng,
         );
         let what = storm.describe(spread_ms);
         if count > 1 {
@@ -305,7 +596,10 @@ impl Scenario<'_> {
         if background {
             self.actions.push(format!("{what}, in the background"));
             let handle = storm.spawn(Arc::clone(&self.stop));
-            self.background.push(Background { signal, handle });
+            self.background.push(Background {
+                signal: Some(signal),
+                handle,
+            });
             self.vars.entry(sent_var(signal)).or_insert(0);
             return Ok(());
         }
@@ -327,7 +621,9 @@ impl Scenario<'_> {
     fn join_background(&mut self) {
         for bg in self.background.drain(..) {
             let sent = bg.handle.join().unwrap_or(0);
-            *self.vars.entry(sent_var(bg.signal)).or_insert(0) += i64::from(sent);
+            if let Some(signal) = bg.signal {
+                *self.vars.entry(sent_var(signal)).or_insert(0) += i64::from(sent);
+            }
         }
     }
 
@@ -393,7 +689,7 @@ impl Scenario<'_> {
         &mut self,
         step: &Step,
         re: &regex::Regex,
-        check: &NumberCheck,
+        check: &LineCheck,
         skip: bool,
         deadline: Deadline,
     ) -> Result<(), StepFailure> {
@@ -403,13 +699,27 @@ impl Scenario<'_> {
             ("read the next line, expecting", "the next line to match")
         };
         self.actions.push(format!("{action} /{re}/"));
-        let expected = format!("{expected} /{re}/{}", self.describe_check(check));
+        let expected = match check {
+            LineCheck::Number(n) => format!("{expected} /{re}/{}", self.describe_check(n)),
+            LineCheck::Payload(len) => format!(
+                "{expected} /{re}/ with the {len}-byte payload the grader sent as its group"
+            ),
+        };
         let stream = self.stream(step);
         let begun = Instant::now();
         loop {
             match stream.next_line(deadline) {
                 Ok(line) => match re.captures(&line) {
-                    Some(caps) => return self.apply_check(check, &caps, &line, &expected),
+                    Some(caps) => {
+                        return match check {
+                            LineCheck::Number(n) => self.apply_check(n, &caps, &line, &expected),
+                            LineCheck::Payload(len) => {
+                                let got = caps.get(1).map_or("", |m| m.as_str());
+                                crate::payload::check(*len, got)
+                                    .map_err(|why| StepFailure::failed(expected, why))
+                            }
+                        }
+                    }
                     None if skip => continue,
                     None => return Err(StepFailure::failed(expected, mismatch(&stream, &line))),
                 },
@@ -695,7 +1005,126 @@ impl Scenario<'_> {
         for p in &mut self.processes {
             p.terminate(Duration::from_millis(300));
         }
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            workdir: self.workdir.path(),
+            sandbox: &self.sandbox,
+            token: &self.token,
+            key: self.key,
+        }
+    }
+
+    /// Process groups of the submission's processes (not the grader's peers).
+    fn submission_groups(&self) -> Vec<nix::unistd::Pid> {
+        self.processes
+            .iter()
+            .filter(|p| !self.peers.contains(&p.name))
+            .map(|p| p.pid())
+            .collect()
+    }
+
+    /// After the round: lists what the submission left behind, then removes
+    /// all of it (and whatever the peers left), so nothing reaches the next
+    /// test. Returns the list, one line each.
+    fn sweep(&mut self) -> Vec<String> {
+        let scope = self.scope();
+        let groups = self.submission_groups();
+        let found = Leftovers::find(&self.baseline, &scope, &groups);
+        let mut lines = found.describe();
+        let all: Vec<_> = self.processes.iter().map(|p| p.pid()).collect();
+        let everything = Leftovers::find(&self.baseline, &scope, &all);
+        for problem in everything.remove(&scope) {
+            lines.push(format!("cleanup: {problem}"));
+        }
         self.processes.clear();
+        lines
+    }
+
+    /// `expect_clean`: nothing of the submission is left right now.
+    fn expect_clean(&mut self) -> Result<(), StepFailure> {
+        self.actions.push(
+            "listed what the program left behind: processes, FIFOs and sockets in its directory, shared memory, semaphores, message queues"
+                .into(),
+        );
+        let groups = self.submission_groups();
+        let found = Leftovers::find(&self.baseline, &self.scope(), &groups);
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(StepFailure::failed(
+            "nothing left behind: every process exited and reaped, every FIFO, socket file and IPC object removed",
+            found.describe().join("; "),
+        ))
+    }
+
+    /// `pause_ms`: SIGSTOP then SIGCONT, to widen race windows.
+    fn pause(
+        &mut self,
+        step: &Step,
+        max_ms: u64,
+        target: Target,
+        count: u32,
+        spread_ms: u64,
+        background: bool,
+    ) -> Result<(), StepFailure> {
+        let leader = self.process(step).pid();
+        let pauses = faults::Pauses::new(
+            leader,
+            target == Target::Child,
+            count,
+            Duration::from_millis(spread_ms),
+            Duration::from_millis(max_ms),
+            self.rng,
+        );
+        let what = pauses.describe();
+        self.faults.push(what.clone());
+        if background {
+            self.actions.push(format!("{what}, in the background"));
+            let handle = pauses.spawn(Arc::clone(&self.stop));
+            self.background.push(Background {
+                signal: None,
+                handle,
+            });
+        } else {
+            self.actions.push(what);
+            pauses.run(&self.stop);
+        }
+        Ok(())
+    }
+
+    /// `wait_idle`: every process of the group asleep or exited, seen on two
+    /// polls in a row (a process between two system calls is briefly R).
+    fn wait_idle(&mut self, step: &Step, deadline: Deadline) -> Result<(), StepFailure> {
+        let leader = self.process(step).pid();
+        self.actions.push(
+            "waited until every process of its group was asleep (blocked) or had exited".into(),
+        );
+        let mut streak = 0;
+        let mut busy = Vec::new();
+        let idle = poll_until(deadline, || {
+            busy = procfs::group_members(leader)
+                .into_iter()
+                .filter(|(pid, _)| !procfs::idle(*pid))
+                .collect();
+            streak = if busy.is_empty() { streak + 1 } else { 0 };
+            (streak >= 2).then_some(())
+        });
+        if idle.is_some() {
+            return Ok(());
+        }
+        let shown: Vec<String> = busy
+            .iter()
+            .map(|(pid, state)| format!("pid {pid} (state {state})"))
+            .collect();
+        Err(StepFailure::timeout(
+            "every process to block (for example on the semaphore the grader holds) or exit",
+            format!(
+                "still running: {} (busy-waiting, or not blocking where the protocol says)",
+                shown.join(", ")
+            ),
+        ))
     }
 }
 

@@ -106,7 +106,54 @@ pub struct Test {
     pub steps: Vec<Step>,
     /// 1-based line of the `[[test]]` entry in the spec.
     pub line: usize,
+    /// Race stress: the steps run this many times, each round with fresh
+    /// processes, a fresh sandbox and its own seeded faults; all must pass.
+    pub rounds: u32,
+    /// Where the test's processes may run.
+    pub cpus: CpuPlacement,
+    /// Resource limits for the submission's processes.
+    pub rlimits: Rlimits,
+    /// Short reads and writes and EINTR injected into the submission's own
+    /// system calls (through the LD_PRELOAD shim).
+    pub io_faults: Option<crate::shim::IoFaults>,
 }
+
+/// CPU placement of a test's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuPlacement {
+    /// Wherever the scheduler puts them.
+    #[default]
+    Any,
+    /// Each round, a seeded choice: all on one (seeded) CPU, so that they
+    /// interleave only by preemption, or spread over every CPU.
+    Seeded,
+}
+
+/// `rlimits = { open_files = 16, processes = 64 }` on a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rlimits {
+    /// RLIMIT_NOFILE: the highest file descriptor number + 1.
+    pub open_files: Option<u64>,
+    /// RLIMIT_NPROC: processes of the user (not enforced for root).
+    pub processes: Option<u64>,
+}
+
+/// Which process a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The named process itself.
+    #[default]
+    Process,
+    /// A seeded choice among the other members of its process group (the
+    /// processes it forked), chosen again for every fault.
+    Child,
+}
+
+/// Kinds of stale resource `stale` can leave (see `peers::stale`).
+pub const STALE_KINDS: &[&str] = &["fifo", "socket", "shm", "sem", "msg"];
 
 /// A number in a check: a literal, or a variable (`sent_SIGINT`, or a name
 /// bound by `capture`).
@@ -154,6 +201,15 @@ impl NumberCheck {
     }
 }
 
+/// What is checked of a matching line besides the regex.
+#[derive(Debug, Clone)]
+pub enum LineCheck {
+    /// The capture group as a number.
+    Number(NumberCheck),
+    /// The capture group must be exactly `payload::payload(n)`.
+    Payload(usize),
+}
+
 /// What a step does. Exactly one action per step.
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -170,13 +226,14 @@ pub enum Action {
         count: u32,
         spread_ms: u64,
         background: bool,
+        target: Target,
     },
     /// Wait for every background fault injection to finish.
     Join,
     /// Skip output lines until one matches.
-    WaitFor(regex::Regex, NumberCheck),
+    WaitFor(regex::Regex, LineCheck),
     /// The next output line must match.
-    Expect(regex::Regex, NumberCheck),
+    Expect(regex::Regex, LineCheck),
     /// The next lines must be `template` with `{}` replaced by from..=to.
     ExpectNumbered {
         template: String,
@@ -196,6 +253,31 @@ pub enum Action {
     ExpectKilledBy(nix::sys::signal::Signal),
     /// The process must still be running.
     ExpectAlive,
+    /// Start one of the grader's own peers (`peers::KINDS`) as a named process.
+    StartPeer {
+        name: String,
+        kind: String,
+        args: Vec<String>,
+    },
+    /// Leave a resource behind as a crashed earlier run would have.
+    Stale { kind: String, args: Vec<String> },
+    /// SIGSTOP the target for a seeded time up to `max_ms`, then SIGCONT;
+    /// `count` times over `spread_ms`.
+    Pause {
+        max_ms: u64,
+        target: Target,
+        count: u32,
+        spread_ms: u64,
+        background: bool,
+    },
+    /// Wait until every process of the process's group is asleep or has
+    /// exited: nothing more happens without outside help.
+    WaitIdle,
+    /// Nothing the submission's processes made is left: no process, no
+    /// FIFO or socket file, no shared memory, semaphore or queue.
+    ExpectClean,
+    /// Write `payload(n)` and a newline to stdin.
+    SendPayload(usize),
 }
 
 /// One step of a test, validated.
@@ -249,6 +331,13 @@ struct RawTest {
     visibility: Visibility,
     #[serde(default)]
     hint: String,
+    #[serde(default)]
+    rounds: Option<u32>,
+    #[serde(default)]
+    cpus: CpuPlacement,
+    #[serde(default)]
+    rlimits: Rlimits,
+    io_faults: Option<crate::shim::IoFaults>,
     steps: Vec<Spanned<RawStep>>,
 }
 
@@ -270,7 +359,15 @@ struct RawStep {
     expect_killed_by: Option<String>,
     expect_alive: Option<bool>,
     wait_file: Option<String>,
+    stale: Option<String>,
+    pause_ms: Option<u64>,
+    wait_idle: Option<bool>,
+    expect_clean: Option<bool>,
+    send_payload: Option<usize>,
     // Options.
+    peer: Option<String>,
+    target: Option<Target>,
+    payload: Option<usize>,
     process: Option<String>,
     args: Option<Vec<String>>,
     count: Option<u32>,
@@ -432,6 +529,30 @@ impl Spec {
             if timeout_ms == 0 {
                 return Err(test_err(line, "timeout_ms: must be positive".into()));
             }
+            let rounds = raw_test.rounds.unwrap_or(1);
+            if !(1..=1000).contains(&rounds) {
+                return Err(test_err(line, format!("rounds = {rounds}: give 1 to 1000")));
+            }
+            if raw_test.rlimits.open_files == Some(0) || raw_test.rlimits.processes == Some(0) {
+                return Err(test_err(
+                    line,
+                    "rlimits: a limit of 0 leaves the program unable to run at all".into(),
+                ));
+            }
+            if let Some(f) = &raw_test.io_faults {
+                for (key, p) in [
+                    ("short_reads", f.short_reads),
+                    ("short_writes", f.short_writes),
+                    ("eintr", f.eintr),
+                ] {
+                    if !(0.0..=1.0).contains(&p) {
+                        return Err(test_err(
+                            line,
+                            format!("io_faults.{key} = {p}: a probability is 0.0 to 1.0"),
+                        ));
+                    }
+                }
+            }
             let mut ctx = StepContext::default();
             let mut steps = Vec::new();
             for (index, raw_step) in raw_test.steps.into_iter().enumerate() {
@@ -467,6 +588,10 @@ impl Spec {
                 hint: raw_test.hint,
                 steps,
                 line,
+                rounds,
+                cpus: raw_test.cpus,
+                rlimits: raw_test.rlimits,
+                io_faults: raw_test.io_faults,
             });
         }
 
@@ -485,7 +610,10 @@ impl Spec {
 }
 
 fn targets_process(action: &Action) -> bool {
-    !matches!(action, Action::Start { .. } | Action::Join)
+    !matches!(
+        action,
+        Action::Start { .. } | Action::StartPeer { .. } | Action::Join | Action::Stale { .. }
+    )
 }
 
 /// What validation of earlier steps in a test has established.
@@ -520,19 +648,28 @@ fn validate_step(
         expect_exit,
         expect_killed_by,
         expect_alive,
-        wait_file
+        wait_file,
+        stale,
+        pause_ms,
+        wait_idle,
+        expect_clean,
+        send_payload
     );
     let action_name = match actions.as_slice() {
         [one] => *one,
-        [] => return Err("no action: a step needs one of start, send_line, close_stdin, signal, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, expect_exit, expect_killed_by, expect_alive".into()),
+        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, wait_idle, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
         many => return Err(format!("several actions ({}): put each in its own step", many.join(", "))),
     };
 
     // Options and the actions they belong to.
     let allowed: &[&str] = match action_name {
-        "start" => &["args"],
-        "signal" => &["count", "spread_ms", "background"],
-        "wait_for" | "expect" => &["stream", "capture", "at_least", "at_most", "equals"],
+        "start" => &["args", "peer"],
+        "stale" => &["args"],
+        "signal" => &["count", "spread_ms", "background", "target"],
+        "pause_ms" => &["count", "spread_ms", "background", "target"],
+        "wait_for" | "expect" => &[
+            "stream", "capture", "at_least", "at_most", "equals", "payload",
+        ],
         "expect_numbered" => &["from", "to", "stream"],
         _ => &[],
     };
@@ -548,6 +685,9 @@ fn validate_step(
         ("at_least", raw.at_least.is_some()),
         ("at_most", raw.at_most.is_some()),
         ("equals", raw.equals.is_some()),
+        ("peer", raw.peer.is_some()),
+        ("target", raw.target.is_some()),
+        ("payload", raw.payload.is_some()),
     ];
     for (option, set) in options {
         if set && !allowed.contains(&option) {
@@ -561,7 +701,7 @@ fn validate_step(
         if !ctx.started.contains(p) {
             return Err(format!("process {p:?} is not started by an earlier step"));
         }
-    } else if action_name != "start" && action_name != "join" && ctx.started.is_empty() {
+    } else if !matches!(action_name, "start" | "join" | "stale") && ctx.started.is_empty() {
         return Err(format!("`{action_name}` before any `start` step"));
     }
 
@@ -605,6 +745,25 @@ fn validate_step(
         }
         Ok(check)
     };
+    let line_check = |re: &regex::Regex, ctx: &mut StepContext| -> Result<LineCheck, String> {
+        if let Some(len) = raw.payload {
+            if raw.capture.is_some()
+                || raw.at_least.is_some()
+                || raw.at_most.is_some()
+                || raw.equals.is_some()
+            {
+                return Err("`payload` checks the captured text; it does not combine with capture/at_least/at_most/equals".into());
+            }
+            if re.captures_len() != 2 {
+                return Err(format!(
+                    "`payload` needs exactly one capture group in the regex (the text to compare), found {}",
+                    re.captures_len() - 1
+                ));
+            }
+            return Ok(LineCheck::Payload(len));
+        }
+        number_check(re, ctx).map(LineCheck::Number)
+    };
 
     let action = match action_name {
         "start" => {
@@ -616,10 +775,76 @@ fn validate_step(
                 return Err(format!("start: process {name:?} is already started"));
             }
             ctx.started.push(name.clone());
-            Action::Start {
-                name,
-                args: raw.args.clone().unwrap_or_default(),
+            let args = raw.args.clone().unwrap_or_default();
+            match &raw.peer {
+                None => Action::Start { name, args },
+                Some(kind) => {
+                    if !crate::peers::KINDS.iter().any(|(k, _)| k == kind) || kind == "stale" {
+                        let known: Vec<&str> = crate::peers::KINDS
+                            .iter()
+                            .map(|(k, _)| *k)
+                            .filter(|k| *k != "stale")
+                            .collect();
+                        return Err(format!(
+                            "peer = {kind:?}: no such grader peer (known: {})",
+                            known.join(", ")
+                        ));
+                    }
+                    Action::StartPeer {
+                        name,
+                        kind: kind.clone(),
+                        args,
+                    }
+                }
             }
+        }
+        "stale" => {
+            let kind = raw.stale.clone().unwrap_or_default();
+            if !STALE_KINDS.contains(&kind.as_str()) {
+                return Err(format!(
+                    "stale = {kind:?}: unknown kind (known: {})",
+                    STALE_KINDS.join(", ")
+                ));
+            }
+            let args = raw.args.clone().unwrap_or_default();
+            if args.is_empty() {
+                return Err(format!(
+                    "stale = {kind:?} needs args = [NAME] (a path, name or key), and optionally a value"
+                ));
+            }
+            Action::Stale { kind, args }
+        }
+        "pause_ms" => {
+            let max_ms = raw.pause_ms.unwrap_or_default();
+            if max_ms == 0 {
+                return Err("pause_ms: must be positive".into());
+            }
+            let count = raw.count.unwrap_or(1);
+            if count == 0 {
+                return Err("count: must be at least 1".into());
+            }
+            Action::Pause {
+                max_ms,
+                target: raw.target.unwrap_or_default(),
+                count,
+                spread_ms: raw.spread_ms.unwrap_or(0),
+                background: raw.background.unwrap_or(false),
+            }
+        }
+        "wait_idle" => {
+            flag(raw.wait_idle, "wait_idle")?;
+            Action::WaitIdle
+        }
+        "expect_clean" => {
+            flag(raw.expect_clean, "expect_clean")?;
+            Action::ExpectClean
+        }
+        "send_payload" => {
+            let len = raw.send_payload.unwrap_or_default();
+            if len == 0 {
+                return Err("send_payload: the length must be positive".into());
+            }
+            Action::SendPayload(len)
         }
         "send_line" => Action::SendLine(raw.send_line.clone().unwrap_or_default()),
         "close_stdin" => {
@@ -647,16 +872,17 @@ fn validate_step(
                 count,
                 spread_ms: raw.spread_ms.unwrap_or(0),
                 background: raw.background.unwrap_or(false),
+                target: raw.target.unwrap_or_default(),
             }
         }
         "wait_for" => {
             let re = regex(raw.wait_for.as_deref().unwrap_or_default())?;
-            let check = number_check(&re, ctx)?;
+            let check = line_check(&re, ctx)?;
             Action::WaitFor(re, check)
         }
         "expect" => {
             let re = regex(raw.expect.as_deref().unwrap_or_default())?;
-            let check = number_check(&re, ctx)?;
+            let check = line_check(&re, ctx)?;
             Action::Expect(re, check)
         }
         "expect_numbered" => {

@@ -13,10 +13,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use cargo_grade::harness::deadline::{poll_until, Deadline};
-use cargo_grade::harness::leftovers::{Baseline, Leftovers};
+use cargo_grade::harness::leftovers::{Baseline, Leftovers, Scope};
+use cargo_grade::harness::Sandbox;
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
@@ -32,6 +33,19 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The host's namespaces, with this process's objects (named `cg-test-PID-...`,
+/// System V objects made with IPC_PRIVATE) as the test's.
+fn host(workdir: &Path) -> Scope<'_> {
+    static HOST: LazyLock<Sandbox> = LazyLock::new(Sandbox::host);
+    static TOKEN: LazyLock<String> = LazyLock::new(|| format!("cg-test-{}-", std::process::id()));
+    Scope {
+        workdir,
+        sandbox: &HOST,
+        token: &TOKEN,
+        key: libc::IPC_PRIVATE,
+    }
 }
 
 /// A name no other test, or other run, uses.
@@ -203,7 +217,7 @@ fn reports_exactly_what_the_test_created_and_removes_it_all() {
     let old_semset = made.sem_set();
     let old_seg = made.shm_segment();
 
-    let baseline = Baseline::capture(dir.path());
+    let baseline = Baseline::capture(&host(dir.path()));
 
     // What "the test" leaves behind.
     std::fs::create_dir_all(dir.path().join("nested/deeper")).unwrap();
@@ -219,7 +233,7 @@ fn reports_exactly_what_the_test_created_and_removes_it_all() {
     let seg = made.shm_segment();
     let pgid = made.group("exec sleep 30");
 
-    let found = Leftovers::find(&baseline, dir.path(), &[pgid]);
+    let found = Leftovers::find(&baseline, &host(dir.path()), &[pgid]);
 
     assert_eq!(found.processes.len(), 1, "{found:#?}");
     let proc = &found.processes[0];
@@ -261,9 +275,9 @@ fn reports_exactly_what_the_test_created_and_removes_it_all() {
     }
     assert_eq!(found.describe().len(), 8, "{described}");
 
-    assert_eq!(found.remove(), Vec::<String>::new());
+    assert_eq!(found.remove(&host(dir.path())), Vec::<String>::new());
 
-    let again = Leftovers::find(&baseline, dir.path(), &[pgid]);
+    let again = Leftovers::find(&baseline, &host(dir.path()), &[pgid]);
     assert!(again.is_empty(), "{again:#?}");
     assert!(!process_exists(pgid.as_raw()), "the sleep was not reaped");
     assert!(!fifo.exists() && !socket.exists());
@@ -286,13 +300,13 @@ fn finds_zombies_and_descendants_that_left_the_group() {
     let _serial = serial();
     let mut made = Cleanup::default();
     let dir = tempfile::tempdir().unwrap();
-    let baseline = Baseline::capture(dir.path());
+    let baseline = Baseline::capture(&host(dir.path()));
 
     // A child that escapes into its own session, a child that exits and is
     // never waited for (sleep does not reap), and the group leader.
     let pgid = made.group("setsid sleep 30 & /bin/true & exec sleep 30");
     let found = poll_until(Deadline::after_ms(10_000), || {
-        let found = Leftovers::find(&baseline, dir.path(), &[pgid]);
+        let found = Leftovers::find(&baseline, &host(dir.path()), &[pgid]);
         let zombie = found.processes.iter().any(|p| p.zombie);
         let escaped = found
             .processes
@@ -332,11 +346,11 @@ fn finds_zombies_and_descendants_that_left_the_group() {
     assert_eq!(json["processes"][0]["zombie"].as_bool(), Some(false));
     assert!(json["processes"][0].get("start_time").is_none());
 
-    assert_eq!(found.remove(), Vec::<String>::new());
+    assert_eq!(found.remove(&host(dir.path())), Vec::<String>::new());
     for p in &found.processes {
         assert!(!process_exists(p.pid), "{p:?} survived");
     }
-    assert!(Leftovers::find(&baseline, dir.path(), &[pgid]).is_empty());
+    assert!(Leftovers::find(&baseline, &host(dir.path()), &[pgid]).is_empty());
 }
 
 #[test]
@@ -348,7 +362,7 @@ fn a_name_deleted_and_created_again_during_the_test_is_new() {
     let fifo = dir.path().join("stale.fifo");
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
 
-    let baseline = Baseline::capture(dir.path());
+    let baseline = Baseline::capture(&host(dir.path()));
     // What a program that "cleans up stale objects at start" does. The
     // filesystem may give the new file the old one's inode number (ext4
     // does at once), so the name and inode alone do not tell them apart.
@@ -357,10 +371,10 @@ fn a_name_deleted_and_created_again_during_the_test_is_new() {
     std::fs::remove_file(&fifo).unwrap();
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
 
-    let found = Leftovers::find(&baseline, dir.path(), &[]);
+    let found = Leftovers::find(&baseline, &host(dir.path()), &[]);
     assert_eq!(found.posix_shm, vec![name]);
     assert_eq!(found.fifos, vec![fifo]);
-    assert_eq!(found.remove(), Vec::<String>::new());
+    assert_eq!(found.remove(&host(dir.path())), Vec::<String>::new());
 }
 
 #[test]
@@ -368,7 +382,7 @@ fn a_segment_removed_while_attached_is_not_a_leftover() {
     let _serial = serial();
     let mut made = Cleanup::default();
     let dir = tempfile::tempdir().unwrap();
-    let baseline = Baseline::capture(dir.path());
+    let baseline = Baseline::capture(&host(dir.path()));
 
     let seg = made.shm_segment();
     // SAFETY: attaches a fresh 4096-byte segment at an address the kernel
@@ -381,7 +395,7 @@ fn a_segment_removed_while_attached_is_not_a_leftover() {
         std::io::Error::last_os_error()
     );
     assert_eq!(
-        Leftovers::find(&baseline, dir.path(), &[]).sysv_shm,
+        Leftovers::find(&baseline, &host(dir.path()), &[]).sysv_shm,
         vec![seg]
     );
 
@@ -390,7 +404,7 @@ fn a_segment_removed_while_attached_is_not_a_leftover() {
     assert_eq!(rc, 0);
     // Still attached, so still listed by the kernel (marked for destruction).
     assert!(listed_ids("shm").contains(&seg));
-    let found = Leftovers::find(&baseline, dir.path(), &[]);
+    let found = Leftovers::find(&baseline, &host(dir.path()), &[]);
     // SAFETY: `addr` is the attachment made above, not used after.
     unsafe { libc::shmdt(addr) };
     assert!(found.is_empty(), "{found:#?}");
@@ -401,10 +415,10 @@ fn a_segment_removed_while_attached_is_not_a_leftover() {
 fn nothing_created_is_nothing_left_and_the_graders_own_group_is_ignored() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let baseline = Baseline::capture(dir.path());
+    let baseline = Baseline::capture(&host(dir.path()));
     let own = nix::unistd::getpgrp();
-    let found = Leftovers::find(&baseline, dir.path(), &[own]);
+    let found = Leftovers::find(&baseline, &host(dir.path()), &[own]);
     assert!(found.is_empty(), "{found:#?}");
     assert!(found.describe().is_empty());
-    assert!(found.remove().is_empty());
+    assert!(found.remove(&host(dir.path())).is_empty());
 }

@@ -7,12 +7,13 @@
 //! keeps one test from affecting the next (a stale FIFO, a full message
 //! queue or a semaphore left at 0 would otherwise break the next run).
 //!
-//! `/dev/shm` and System V IPC are shared by the whole machine (the IPC
-//! namespace), so a [`Baseline`] is taken before the test and only objects
-//! that appeared since are reported: older ones may belong to any other
-//! program. This attribution assumes tests run one at a time: an object that
-//! another program creates during the test is indistinguishable from the
-//! submission's.
+//! Where a test has its own namespaces ([`Sandbox`]), its `/dev/shm` and
+//! System V IPC are its own and everything new there is the test's. In the
+//! host's namespaces they are shared with the whole machine, so two rules
+//! keep the grader from blaming (and removing) another program's objects: a
+//! [`Baseline`] taken before the test hides what already existed, and only
+//! objects named with the run's token (POSIX) or created with the run's key
+//! (System V) count.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::ErrorKind;
@@ -27,11 +28,50 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::deadline::{poll_until, Deadline};
+use super::sandbox::{Isolation, Sandbox};
 
-/// Where POSIX shared memory objects and named semaphores live (glibc's
-/// `shm_open("/name")` is `/dev/shm/name`, `sem_open("/name")` is
-/// `/dev/shm/sem.name`).
+/// Where POSIX shared memory objects and named semaphores live, as the
+/// program sees it (glibc's `shm_open("/name")` is `/dev/shm/name`,
+/// `sem_open("/name")` is `/dev/shm/sem.name`).
 const DEV_SHM: &str = "/dev/shm";
+
+/// Where a test's objects are, and which of them are its own.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    /// The test's scratch directory (FIFOs and socket files).
+    pub workdir: &'a Path,
+    pub sandbox: &'a Sandbox,
+    /// In the host's namespaces: POSIX names containing this are the test's.
+    pub token: &'a str,
+    /// In the host's namespaces: the System V key that is the test's.
+    pub key: i32,
+}
+
+impl Scope<'_> {
+    fn owns_shm(&self, name: &str) -> bool {
+        self.sandbox.isolation() == Isolation::Namespaces || name.contains(self.token)
+    }
+
+    fn owns_key(&self, key: i32) -> bool {
+        self.sandbox.isolation() == Isolation::Namespaces || key == self.key
+    }
+
+    fn shm_entries(&self) -> Vec<ShmEntry> {
+        dev_shm_entries(self.sandbox.dev_shm())
+            .into_iter()
+            .filter(|e| self.owns_shm(&e.name))
+            .collect()
+    }
+
+    fn sysv(&self, kind: SysvKind) -> Vec<i32> {
+        self.sandbox
+            .in_ipc_namespace(|| sysv_entries(kind))
+            .into_iter()
+            .filter(|&(key, _)| self.owns_key(key))
+            .map(|(_, id)| id)
+            .collect()
+    }
+}
 /// How deep, and over how many entries, the scratch directory is searched:
 /// a submission that fills it with files must not stall the grader.
 const MAX_DEPTH: usize = 8;
@@ -57,20 +97,21 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    pub fn capture(workdir: &Path) -> Baseline {
+    pub fn capture(scope: &Scope<'_>) -> Baseline {
         let mut special_files = HashSet::new();
-        for file in special_files_under(workdir) {
+        for file in special_files_under(scope.workdir) {
             special_files.insert((file.path, file.id));
         }
         Baseline {
-            dev_shm: dev_shm_entries()
+            dev_shm: scope
+                .shm_entries()
                 .into_iter()
                 .map(|e| (e.name, e.id))
                 .collect(),
             special_files,
-            sysv_msg: sysv_ids(SysvKind::Msg).into_iter().collect(),
-            sysv_sem: sysv_ids(SysvKind::Sem).into_iter().collect(),
-            sysv_shm: sysv_ids(SysvKind::Shm).into_iter().collect(),
+            sysv_msg: scope.sysv(SysvKind::Msg).into_iter().collect(),
+            sysv_sem: scope.sysv(SysvKind::Sem).into_iter().collect(),
+            sysv_shm: scope.sysv(SysvKind::Shm).into_iter().collect(),
         }
     }
 }
@@ -117,10 +158,10 @@ pub struct Leftovers {
 impl Leftovers {
     /// Lists what appeared since `baseline`, and the processes of the
     /// process groups `pgids` (never the grader's own group, nor init's).
-    pub fn find(baseline: &Baseline, workdir: &Path, pgids: &[Pid]) -> Leftovers {
+    pub fn find(baseline: &Baseline, scope: &Scope<'_>, pgids: &[Pid]) -> Leftovers {
         let mut fifos = Vec::new();
         let mut sockets = Vec::new();
-        for file in special_files_under(workdir) {
+        for file in special_files_under(scope.workdir) {
             if baseline
                 .special_files
                 .contains(&(file.path.clone(), file.id))
@@ -135,7 +176,7 @@ impl Leftovers {
         }
         let mut posix_shm = Vec::new();
         let mut posix_sem = Vec::new();
-        for entry in dev_shm_entries() {
+        for entry in scope.shm_entries() {
             if baseline.dev_shm.contains(&(entry.name.clone(), entry.id)) {
                 continue;
             }
@@ -146,7 +187,7 @@ impl Leftovers {
             }
         }
         let new_ids = |kind, old: &HashSet<i32>| -> Vec<i32> {
-            let ids: BTreeSet<i32> = sysv_ids(kind).into_iter().collect();
+            let ids: BTreeSet<i32> = scope.sysv(kind).into_iter().collect();
             ids.into_iter().filter(|id| !old.contains(id)).collect()
         };
         let own = nix::unistd::getpgrp();
@@ -241,14 +282,14 @@ impl Leftovers {
     /// Reaping uses `waitpid` on the listed processes and groups: call this
     /// after the test's [`Program`](super::Program)s have been terminated,
     /// or their exit status may be taken from them.
-    pub fn remove(&self) -> Vec<String> {
+    pub fn remove(&self, scope: &Scope<'_>) -> Vec<String> {
         let mut failures = kill_and_reap(&self.processes);
         let files = self.fifos.iter().chain(&self.sockets).cloned();
         let shm = self
             .posix_shm
             .iter()
             .chain(&self.posix_sem)
-            .map(|name| Path::new(DEV_SHM).join(name));
+            .map(|name| scope.sandbox.dev_shm().join(name));
         for path in files.chain(shm) {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -262,7 +303,7 @@ impl Leftovers {
             (SysvKind::Shm, &self.sysv_shm),
         ] {
             for &id in ids {
-                match sysv_remove(kind, id) {
+                match scope.sandbox.in_ipc_namespace(|| sysv_remove(kind, id)) {
                     // Already gone (EINVAL: no such id; EIDRM: being removed).
                     Ok(()) | Err(Errno::EINVAL) | Err(Errno::EIDRM) => {}
                     Err(e) => failures.push(format!(
@@ -345,9 +386,10 @@ struct ShmEntry {
     id: Identity,
 }
 
-/// The regular files of `/dev/shm` (directories are not POSIX IPC objects).
-fn dev_shm_entries() -> Vec<ShmEntry> {
-    let Ok(entries) = std::fs::read_dir(DEV_SHM) else {
+/// The regular files of `dir`, a `/dev/shm` (directories are not POSIX IPC
+/// objects).
+fn dev_shm_entries(dir: &Path) -> Vec<ShmEntry> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     entries
@@ -389,8 +431,9 @@ impl SysvKind {
     }
 }
 
-/// Live ids of one kind; none if the kernel has no System V IPC.
-fn sysv_ids(kind: SysvKind) -> Vec<i32> {
+/// Live (key, id) pairs of one kind in the calling thread's IPC namespace;
+/// none if the kernel has no System V IPC.
+fn sysv_entries(kind: SysvKind) -> Vec<(i32, i32)> {
     std::fs::read_to_string(kind.proc_file())
         .map(|text| parse_sysvipc(&text, kind))
         .unwrap_or_default()
@@ -399,15 +442,15 @@ fn sysv_ids(kind: SysvKind) -> Vec<i32> {
 /// Parses `/proc/sysvipc/{msg,sem,shm}`: a header line, then one line per
 /// object whose columns start `key id perms`. Segments already removed
 /// (`SHM_DEST`) but still attached are skipped: the program did remove them.
-fn parse_sysvipc(text: &str, kind: SysvKind) -> Vec<i32> {
+fn parse_sysvipc(text: &str, kind: SysvKind) -> Vec<(i32, i32)> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let mut cols = line.split_whitespace();
-            let _key = cols.next()?;
+            let key = cols.next()?.parse().ok()?;
             let id = cols.next()?.parse().ok()?;
             let perms = u32::from_str_radix(cols.next()?, 8).ok()?;
-            (kind != SysvKind::Shm || perms & SHM_DEST == 0).then_some(id)
+            (kind != SysvKind::Shm || perms & SHM_DEST == 0).then_some((key, id))
         })
         .collect()
 }
@@ -610,13 +653,19 @@ mod tests {
 
     #[test]
     fn parses_sysvipc_ids_from_the_second_column() {
-        assert_eq!(parse_sysvipc(MSG, SysvKind::Msg), vec![3, 32769]);
-        assert_eq!(parse_sysvipc(SEM, SysvKind::Sem), vec![7]);
+        assert_eq!(
+            parse_sysvipc(MSG, SysvKind::Msg),
+            vec![(0, 3), (1234567890, 32769)]
+        );
+        assert_eq!(parse_sysvipc(SEM, SysvKind::Sem), vec![(0, 7)]);
     }
 
     #[test]
     fn skips_removed_but_attached_segments() {
-        assert_eq!(parse_sysvipc(SHM, SysvKind::Shm), vec![11, 13]);
+        assert_eq!(
+            parse_sysvipc(SHM, SysvKind::Shm),
+            vec![(0, 11), (-559038737, 13)]
+        );
     }
 
     #[test]

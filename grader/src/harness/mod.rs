@@ -12,7 +12,9 @@ pub mod leftovers;
 pub mod output;
 pub mod process;
 pub mod procfs;
+pub mod sandbox;
 
 pub use deadline::Deadline;
 pub use output::{CapturedStream, LineWait};
-pub use process::{ExitState, Program, SpawnOptions};
+pub use process::{ExitState, Program, ResourceLimit, SpawnOptions};
+pub use sandbox::{Isolation, Sandbox};

@@ -3,6 +3,7 @@
 //! (SIGTERM, then SIGKILL, to the whole group) when the test ends.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -18,6 +19,7 @@ use wait_timeout::ChildExt;
 
 use super::deadline::{poll_until, Deadline};
 use super::output::CapturedStream;
+use super::sandbox::JoinFds;
 
 /// How to start a program.
 #[derive(Debug, Clone)]
@@ -29,6 +31,35 @@ pub struct SpawnOptions {
     /// Extra environment on top of a minimal, fixed one.
     pub env: Vec<(String, String)>,
     pub output_limit: usize,
+    /// The test's namespaces to join, if it has its own.
+    pub sandbox: Option<JoinFds>,
+    /// CPUs to run on (`sched_setaffinity`); `None` for any.
+    pub cpus: Option<Vec<usize>>,
+    /// Resource limits, set in the child before `exec`.
+    pub limits: Vec<ResourceLimit>,
+}
+
+impl SpawnOptions {
+    /// `program` with `args` in `workdir`, nothing else special.
+    pub fn new(program: &Path, args: &[String], workdir: &Path, output_limit: usize) -> Self {
+        SpawnOptions {
+            program: program.to_owned(),
+            args: args.to_vec(),
+            workdir: workdir.to_owned(),
+            env: Vec::new(),
+            output_limit,
+            sandbox: None,
+            cpus: None,
+            limits: Vec::new(),
+        }
+    }
+}
+
+/// One `setrlimit` (soft and hard limit alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimit {
+    pub resource: libc::__rlimit_resource_t,
+    pub value: u64,
 }
 
 /// How a program ended.
@@ -109,10 +140,44 @@ impl Program {
             // Its own process group: signals and the final kill reach every
             // process it forks, and terminal Ctrl-C does not reach it.
             .process_group(0);
+        let sandbox = opts.sandbox;
+        let cwd = std::ffi::CString::new(opts.workdir.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::other("working directory contains a NUL byte"))?;
+        let limits = opts.limits.clone();
+        // SAFETY: a cpu_set_t is plain bits; zeroed is the empty set.
+        let mut cpu_set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let pin = opts.cpus.as_ref().map(|cpus| {
+            for &cpu in cpus {
+                // SAFETY: CPU_SET on an owned set, cpu < CPU_SETSIZE checked.
+                if cpu < libc::CPU_SETSIZE as usize {
+                    unsafe { libc::CPU_SET(cpu, &mut cpu_set) };
+                }
+            }
+        });
         // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe system calls (prctl, sigprocmask, signal).
+        // makes async-signal-safe system calls (prctl, sigprocmask, signal,
+        // setns, chdir, setrlimit, sched_setaffinity) on data prepared
+        // before the fork.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                if let Some(fds) = sandbox {
+                    super::sandbox::join_in_child(fds, &cwd)?;
+                }
+                for limit in &limits {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit.value,
+                        rlim_max: limit.value,
+                    };
+                    if libc::setrlimit(limit.resource, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if pin.is_some()
+                    && libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cpu_set)
+                        != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 // Die with the grader: a killed grader must not leave
                 // student programs running.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

@@ -32,6 +32,55 @@ pub fn state(pid: Pid) -> Option<char> {
     after.split_whitespace().next()?.chars().next()
 }
 
+/// The members of process group `pgid` with their states, by pid: the
+/// processes a program forked and that stayed in its group.
+pub fn group_members(pgid: Pid) -> Vec<(Pid, char)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut members: Vec<(Pid, char)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields = parse_stat_fields(&stat)?;
+            (fields.2 == pgid.as_raw()).then_some((Pid::from_raw(pid), fields.0))
+        })
+        .collect();
+    members.sort_by_key(|(pid, _)| pid.as_raw());
+    members
+}
+
+/// (state, ppid, pgrp) from the text of a `/proc/.../stat` file.
+fn parse_stat_fields(stat: &str) -> Option<(char, i32, i32)> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
+/// Whether every thread of `pid` is asleep (S) or the process has exited
+/// (Z, or gone): it makes no progress until something wakes it. A thread
+/// that runs (R), waits on the disk (D) or is stopped (T) is not idle.
+pub fn idle(pid: Pid) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        let path = t.path().join("stat");
+        match std::fs::read_to_string(path)
+            .ok()
+            .as_deref()
+            .and_then(parse_stat_fields)
+        {
+            Some((state, _, _)) => matches!(state, 'S' | 'Z' | 'X'),
+            None => true,
+        }
+    })
+}
+
 /// What `/proc/PID/syscall` says the main thread is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Syscall {

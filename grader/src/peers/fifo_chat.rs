@@ -1,5 +1,211 @@
-//! placeholder (being written)
+//! `cargo-grade peer fifo-chat DIR ME PEER`: the grader's own participant in
+//! task2's FIFO chat.
+//!
+//! Why it exists: to test one side of a chat, a test needs the other side to
+//! follow the handout's protocol exactly, and to misbehave on command at the
+//! moment the test chooses: close only its reading end (so that the
+//! submission's next write fails with EPIPE), close only its writing end, or
+//! send a megabyte as one line. A second copy of the submission cannot be
+//! trusted or steered like that.
+//!
+//! Protocol, as in tasks/task2-fifo-chat.md: it creates both FIFOs
+//! (`DIR/ME-to-PEER`, `DIR/PEER-to-ME`, reusing FIFOs that exist), opens them
+//! in the same order as the submission (writing end first if ME < PEER),
+//! prints `connected`, and prints each received line as `PEER: L`. On EOF it
+//! prints `peer left` but keeps running. Unlike the submission it never
+//! removes the FIFOs: whether the submission does is what tests check.
+//!
+//! It reads commands on stdin, one per line:
+//!
+//! | line            | does                                               |
+//! |-----------------|----------------------------------------------------|
+//! | `L` (no `:`)    | sends `L` as a line                                |
+//! | `:payload N`    | sends `payload::payload(N)` as one line            |
+//! | `:close-read`   | closes its reading end, then prints `closed read`  |
+//! | `:close-write`  | closes its writing end, then prints `closed write` |
+//! | `:quit`, EOF    | exits with status 0                                |
+//!
+//! A failed send prints `write failed: ERROR` (SIGPIPE is ignored).
 
-pub fn run(_args: &[String]) -> i32 {
-    2
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::thread::{self, JoinHandle};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::{mkfifo, pipe, read};
+
+use crate::payload::payload;
+
+/// Runs the peer; returns its exit status.
+pub fn run(args: &[String]) -> i32 {
+    let [dir, me, peer] = args else {
+        eprintln!("usage: cargo-grade peer fifo-chat DIR ME PEER");
+        return 2;
+    };
+    match chat(Path::new(dir), me, peer) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("fifo-chat peer: {message}");
+            1
+        }
+    }
+}
+
+/// Writes `text` and a newline to stdout, flushed at once.
+fn say(text: &[u8]) {
+    let mut out = io::stdout().lock();
+    let _ = out
+        .write_all(text)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+}
+
+/// Creates the FIFO `path`, or reuses the FIFO that is there.
+fn make_fifo(path: &Path) -> Result<(), String> {
+    match mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR) {
+        Ok(()) => Ok(()),
+        Err(Errno::EEXIST) => match fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_fifo() => Ok(()),
+            _ => Err(format!("{} exists and is not a FIFO", path.display())),
+        },
+        Err(e) => Err(format!("mkfifo {}: {e}", path.display())),
+    }
+}
+
+fn chat(dir: &Path, me: &str, peer: &str) -> Result<(), String> {
+    // A write to a closed reader must fail with EPIPE, never kill us.
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) }.map_err(|e| format!("SIGPIPE: {e}"))?;
+    let out_path = dir.join(format!("{me}-to-{peer}"));
+    let in_path = dir.join(format!("{peer}-to-{me}"));
+    make_fifo(&out_path)?;
+    make_fifo(&in_path)?;
+    let open_out = || {
+        OpenOptions::new()
+            .write(true)
+            .open(&out_path)
+            .map_err(|e| format!("open {}: {e}", out_path.display()))
+    };
+    let open_in = || File::open(&in_path).map_err(|e| format!("open {}: {e}", in_path.display()));
+    // The handout's order: both sides open the FIFO of the smaller name first.
+    let (outgoing, incoming) = if me < peer {
+        let outgoing = open_out()?;
+        (outgoing, open_in()?)
+    } else {
+        let incoming = open_in()?;
+        (open_out()?, incoming)
+    };
+    say(b"connected");
+
+    // `:close-read` must really close the reading end, but a thread blocked in
+    // read(2) keeps the file open until the read returns. So the reader waits
+    // in poll(2) on the FIFO and on a wake-up pipe; dropping the pipe's
+    // writing end wakes it up to close the FIFO and return.
+    let (wake_read, wake_write) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let peer_name = peer.to_owned();
+    let reader = thread::spawn(move || receive(incoming, wake_read, &peer_name));
+    commands(outgoing, wake_write, reader);
+    Ok(())
+}
+
+/// The reader thread: prints each received line until EOF or until the
+/// wake-up pipe is closed; returning closes the FIFO.
+fn receive(incoming: File, wake: OwnedFd, peer: &str) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let print = |line: &[u8]| say(&[peer.as_bytes(), b": ", line].concat());
+    loop {
+        let mut fds = [
+            PollFd::new(incoming.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return eprintln!("fifo-chat peer: poll: {e}"),
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return; // :close-read
+        }
+        if fds[0].revents().is_none_or(|r| r.is_empty()) {
+            continue;
+        }
+        match read(&incoming, &mut buf) {
+            Ok(0) => {
+                if !pending.is_empty() {
+                    print(&pending);
+                }
+                return say(b"peer left");
+            }
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                let mut start = 0;
+                while let Some(len) = pending[start..].iter().position(|&b| b == b'\n') {
+                    print(&pending[start..start + len]);
+                    start += len + 1;
+                }
+                pending.drain(..start);
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return eprintln!("fifo-chat peer: read: {e}"),
+        }
+    }
+}
+
+/// The main thread: runs the commands read on stdin until `:quit` or EOF.
+fn commands(outgoing: File, wake: OwnedFd, reader: JoinHandle<()>) {
+    let mut outgoing = Some(outgoing);
+    let mut wake = Some(wake);
+    let mut reader = Some(reader);
+    let mut stdin = io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match stdin.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let text = String::from_utf8_lossy(&line);
+        match text.split_once(' ').map_or((&*text, ""), |(c, a)| (c, a)) {
+            (":quit", "") => return,
+            (":close-read", "") => {
+                drop(wake.take());
+                if let Some(reader) = reader.take() {
+                    let _ = reader.join();
+                }
+                say(b"closed read");
+            }
+            (":close-write", "") => {
+                drop(outgoing.take());
+                say(b"closed write");
+            }
+            (":payload", n) => match n.parse() {
+                Ok(n) => send(&mut outgoing, payload(n).into_bytes()),
+                Err(_) => eprintln!("fifo-chat peer: bad command `{text}`"),
+            },
+            _ if text.starts_with(':') => eprintln!("fifo-chat peer: unknown command `{text}`"),
+            _ => send(&mut outgoing, line.clone()),
+        }
+    }
+}
+
+/// Sends `line` and a newline, completely (write_all retries short writes
+/// and EINTR); a failure is printed, not fatal.
+fn send(outgoing: &mut Option<File>, mut line: Vec<u8>) {
+    line.push(b'\n');
+    let result = match outgoing {
+        Some(file) => file.write_all(&line),
+        None => Err(io::Error::other("the writing end is closed")),
+    };
+    if let Err(e) = result {
+        say(format!("write failed: {e}").as_bytes());
+    }
 }

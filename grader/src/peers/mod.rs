@@ -14,9 +14,18 @@ pub mod stale;
 
 /// The peers a spec may start, with a one-line description each.
 pub const KINDS: &[(&str, &str)] = &[
-    ("fifo-chat", "the other participant of task2's FIFO chat, driven by commands on stdin"),
-    ("shm-counter", "a fellow worker on task3's shared counter that checks mutual exclusion"),
-    ("stale", "creates a resource as a crashed earlier run would have left it, then exits"),
+    (
+        "fifo-chat",
+        "the other participant of task2's FIFO chat, driven by commands on stdin",
+    ),
+    (
+        "shm-counter",
+        "a fellow worker on task3's shared counter that checks mutual exclusion",
+    ),
+    (
+        "stale",
+        "creates a resource as a crashed earlier run would have left it, then exits",
+    ),
 ];
 
 /// Runs the peer `kind` with `args`; returns its exit status.
@@ -25,6 +34,8 @@ pub fn run(kind: &str, args: &[String]) -> i32 {
         "fifo-chat" => fifo_chat::run(args),
         "shm-counter" => shm_counter::run(args),
         "stale" => stale::run(args),
+        // Not for specs: holds a test's namespaces open (see harness::sandbox).
+        "hold" => crate::harness::sandbox::hold(),
         other => {
             eprintln!("cargo-grade peer: unknown peer kind `{other}`");
             2

@@ -138,6 +138,12 @@ fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
                     t.faults.join("; ")
                 )?;
             }
+            if !t.leftovers.is_empty() {
+                writeln!(out, "{BOLD}Left behind (the grader removed it):{BOLD:#}")?;
+                for line in &t.leftovers {
+                    writeln!(out, "  - {line}")?;
+                }
+            }
             for (label, tail) in [("stdout", &f.stdout_tail), ("stderr", &f.stderr_tail)] {
                 if !tail.is_empty() {
                     writeln!(out, "{BOLD}Last lines of {label}:{BOLD:#}")?;

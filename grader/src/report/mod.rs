@@ -37,6 +37,12 @@ pub fn explain(result: &TestResult) -> String {
         if !result.faults.is_empty() {
             let _ = writeln!(out, "Faults injected: {}", result.faults.join("; "));
         }
+        if !result.leftovers.is_empty() {
+            let _ = writeln!(out, "Left behind (the grader removed it):");
+            for line in &result.leftovers {
+                let _ = writeln!(out, "  - {line}");
+            }
+        }
         for (label, tail) in [("stdout", &f.stdout_tail), ("stderr", &f.stderr_tail)] {
             if !tail.is_empty() {
                 let _ = writeln!(out, "Last lines of {label}:");
