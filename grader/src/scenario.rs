@@ -264,8 +264,13 @@ fn run_round(
         .focus_process(failure.as_ref().map(|(i, _)| &test.steps[*i - 1]))
         .map(|p| (p.stdout.tail(8), stderr_excerpt(&p.stderr)))
         .unwrap_or_default();
+    // Processes still running after their program exited (daemons, orphaned
+    // workers) are leftovers; a program still running at the end of a test
+    // is not (a server is stopped by the grader), so look before teardown.
+    let orphans = scenario.orphans();
     scenario.finish();
-    let leftovers = scenario.sweep();
+    let mut leftovers = orphans;
+    leftovers.extend(scenario.sweep());
     Ok(RoundEnd {
         failure,
         actions: std::mem::take(&mut scenario.actions),
@@ -1040,6 +1045,20 @@ impl Scenario<'_> {
         }
         self.processes.clear();
         lines
+    }
+
+    /// Processes of the submission's groups whose leader has exited.
+    fn orphans(&mut self) -> Vec<String> {
+        let exited: Vec<nix::unistd::Pid> = self
+            .processes
+            .iter_mut()
+            .filter(|p| !self.peers.contains(&p.name))
+            .filter_map(|p| p.try_exit().map(|_| p.pid()))
+            .collect();
+        let found = Leftovers::find(&self.baseline, &self.scope(), &exited);
+        let mut only_processes = Leftovers::default();
+        only_processes.processes = found.processes;
+        only_processes.describe()
     }
 
     /// `expect_clean`: nothing of the submission is left right now.

@@ -8,13 +8,12 @@ use cargo_grade::harness::{Deadline, ExitState, LineWait, Program, SpawnOptions}
 use nix::sys::signal::Signal;
 
 fn sh(script: &str, dir: &tempfile::TempDir) -> Program {
-    let opts = SpawnOptions {
-        program: "/bin/sh".into(),
-        args: vec!["-c".into(), script.into()],
-        workdir: dir.path().to_owned(),
-        env: Vec::new(),
-        output_limit: 1 << 16,
-    };
+    let opts = SpawnOptions::new(
+        "/bin/sh".as_ref(),
+        &["-c".into(), script.into()],
+        dir.path(),
+        1 << 16,
+    );
     Program::spawn("sh", &opts).expect("spawn /bin/sh")
 }
 

@@ -14,7 +14,14 @@ fn fixture() -> PathBuf {
 }
 
 fn grade_fixture(seed: &str) -> Value {
+    grade_fixture_with(seed, &[])
+}
+
+fn grade_fixture_with(seed: &str, env: &[(&str, &str)]) -> Value {
     let mut cmd = assert_cmd::Command::cargo_bin("cargo-grade").unwrap();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.args([
         "grade", "task9", "--format", "json", "--seed", seed, "--course",
     ])
@@ -79,5 +86,104 @@ fn failures_say_what_was_observed() {
     assert_eq!(
         storm["faults"][0],
         "sent SIGCONT ×50, spread over ~20 ms with seeded gaps"
+    );
+}
+
+#[test]
+fn leftovers_are_listed_then_removed_and_never_reach_the_host() {
+    let report = grade_fixture("1");
+    let t = common::test(&report, "fail_leftovers_are_listed");
+    let observed = t["failure"]["observed"].as_str().unwrap();
+    assert!(
+        observed.contains("FIFO") && observed.contains("chat.fifo"),
+        "{observed}"
+    );
+    assert!(observed.contains("POSIX shared memory \"/cg"), "{observed}");
+    assert!(
+        observed.contains("(sleep)"),
+        "the escaped sleep: {observed}"
+    );
+    let leftovers = t["leftovers"].as_array().unwrap();
+    assert!(leftovers.len() >= 3, "{leftovers:?}");
+    assert!(
+        report["environment"]["isolation"]
+            .as_str()
+            .unwrap()
+            .contains("private IPC and mount namespaces"),
+        "this machine allows namespaces: {report:#}"
+    );
+    // The shared memory lived in the test's private /dev/shm: none of it on
+    // the host, and no escaped sleep left running.
+    assert_no_host_leftovers();
+}
+
+/// No `/dev/shm/cg*-left` on the host and no `sleep 30` of ours running.
+fn assert_no_host_leftovers() {
+    for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            !(name.starts_with("cg") && name.ends_with("-left")),
+            "/dev/shm/{name} leaked"
+        );
+    }
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ppid = fields.get(1).copied().unwrap_or("");
+        assert!(
+            !(cmdline == b"sleep\x0030\x00" && ppid == me),
+            "an escaped `sleep 30` survived grading: {stat}"
+        );
+    }
+}
+
+#[test]
+fn without_namespaces_isolation_falls_back_to_unique_names() {
+    let report = grade_fixture_with("1", &[("CARGO_GRADE_ISOLATION", "none")]);
+    assert!(
+        report["environment"]["isolation"]
+            .as_str()
+            .unwrap()
+            .contains("host namespaces"),
+        "{report:#}"
+    );
+    // The same verdicts in the host's namespaces: the run token still tells
+    // the test's objects from everyone else's.
+    for t in report["tests"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        if name.starts_with("pass_") {
+            assert_eq!(t["status"], "passed", "{name}: {}", t["output"]);
+        }
+    }
+    let t = common::test(&report, "fail_leftovers_are_listed");
+    let observed = t["failure"]["observed"].as_str().unwrap();
+    assert!(observed.contains("POSIX shared memory \"/cg"), "{observed}");
+    assert_no_host_leftovers();
+}
+
+#[test]
+fn fault_kinds_are_reported() {
+    let report = grade_fixture("1");
+    let faults = |name: &str| -> String { common::test(&report, name)["faults"].to_string() };
+    assert!(faults("pass_stale_resources_exist").contains("stale msg"));
+    assert!(faults("pass_paused_process_resumes").contains("paused the process 2 times"));
+    assert!(faults("pass_kill_a_child").contains("SIGKILL sent to child 1 of 1"));
+    assert!(faults("pass_rlimits_apply").contains("open files limited to 17"));
+    assert!(faults("pass_rounds_with_seeded_cpus").contains("round 3 of 3"));
+    assert!(faults("pass_io_faults_load_the_shim").contains("short writes"));
+    let cut = common::test(&report, "fail_payload_cut_short");
+    assert!(
+        cut["failure"]["observed"]
+            .as_str()
+            .unwrap()
+            .contains("5000 bytes"),
+        "{cut:#}"
     );
 }

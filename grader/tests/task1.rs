@@ -3,102 +3,36 @@
 
 mod common;
 
-use cargo_grade::course::Course;
-use cargo_grade::selfcheck::{self, Mutant};
 use common::*;
 
 #[test]
 fn reference_gets_full_marks_every_time() {
-    for _ in 0..3 {
-        let (code, report) = grade_json(&["task1", "--path", "solutions/task1-signals"]);
-        assert_eq!(code, 0);
-        let (score, max) = score(&report);
-        assert_eq!(score, max, "lost points: {:#?}", lost(&report));
-        assert_eq!(report["outcome"]["kind"], "graded");
-        assert_eq!(report["seed"], 1);
-        assert!(max >= 10, "task1 is worth at least 10 points, got {max}");
-    }
+    assert_reference_full_marks("task1", "task1-signals", &[1, 1, 1]);
 }
 
 #[test]
 fn reference_gets_full_marks_at_other_seeds() {
-    for seed in ["2", "3", "4", "5"] {
-        let (_, report) =
-            grade_json(&["task1", "--path", "solutions/task1-signals", "--seed", seed]);
-        let (score, max) = score(&report);
-        assert_eq!(score, max, "seed {seed}: {:#?}", lost(&report));
-        assert_eq!(report["seed"].to_string(), seed);
-    }
+    assert_reference_full_marks("task1", "task1-signals", &[2, 3, 4, 5]);
 }
 
 #[test]
 fn untouched_starter_gets_at_most_ten_percent() {
-    // No --path: the default submission is the starter crate.
-    let (code, report) = grade_json(&["task1"]);
-    assert_eq!(code, 0);
-    assert_eq!(
-        report["outcome"]["kind"], "graded",
-        "the starter must compile"
-    );
-    let (score, max) = score(&report);
-    assert!(score * 10 <= max, "starter scored {score}/{max}");
-    assert_eq!(report["submission"], "starter/task1-signals");
-}
-
-/// task1's mutants, from `solutions/task1-signals/mutants.toml`.
-fn mutants() -> Vec<Mutant> {
-    let course = Course {
-        root: course_root(),
-    };
-    let spec = course.task("task1").unwrap();
-    selfcheck::load_mutants(&selfcheck::mutants_path(&course, &spec), &spec).unwrap()
-}
-
-/// The mutant's crate: the reference solution with the mutant's patch.
-fn mutant_crate(mutant: &Mutant) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let solution = course_root().join("solutions/task1-signals");
-    selfcheck::materialise(mutant, &solution, dir.path()).unwrap();
-    dir
+    assert_starter_scores_little("task1", "task1-signals");
 }
 
 #[test]
 fn every_mutant_loses_points_where_its_spec_says() {
-    let mutants = mutants();
-    assert!(mutants.len() >= 3, "task1 needs at least three mutants");
-    for mutant in &mutants {
-        let dir = mutant_crate(mutant);
-        let path = dir.path().to_str().unwrap();
-        let (code, report) = grade_json(&["task1", "--path", path]);
-        assert_eq!(code, 0, "mutant {}", mutant.name);
-        assert_eq!(
-            report["outcome"]["kind"], "graded",
-            "mutant {} must compile",
-            mutant.name
-        );
-        for name in &mutant.catches {
-            let t = test(&report, name);
-            assert!(
-                t["score"].as_u64() < t["max_score"].as_u64(),
-                "mutant {} was not caught by {name}: {t:#}",
-                mutant.name
-            );
-            assert!(
-                !t["output"].as_str().unwrap().is_empty(),
-                "a lost point is explained"
-            );
-        }
-    }
+    assert_every_mutant_caught("task1", "task1-signals", 3, &[1]);
 }
 
 #[test]
 fn failure_is_explained_with_hint_and_reproduce_command() {
-    let mutants = mutants();
+    let mutants = mutants("task1");
     let mutant = mutants
         .iter()
         .find(|m| m.name == "no_sigterm_handler")
         .expect("mutant no_sigterm_handler");
-    let dir = mutant_crate(mutant);
+    let dir = mutant_crate("task1-signals", mutant);
     let path = dir.path().to_str().unwrap();
 
     let out = grader(&["task1", "--path", path, "--only", "sigterm_graceful"])

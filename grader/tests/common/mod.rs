@@ -90,3 +90,86 @@ pub fn copy_crate(from: &Path) -> tempfile::TempDir {
     cargo_grade::selfcheck::copy_crate(from, dir.path()).expect("copy the crate");
     dir
 }
+
+/// A task's mutants, from `solutions/<slug>/mutants.toml`.
+pub fn mutants(task: &str) -> Vec<cargo_grade::selfcheck::Mutant> {
+    use cargo_grade::selfcheck;
+    let course = cargo_grade::course::Course {
+        root: course_root(),
+    };
+    let spec = course.task(task).unwrap();
+    selfcheck::load_mutants(&selfcheck::mutants_path(&course, &spec), &spec).unwrap()
+}
+
+/// The mutant's crate: the reference solution `slug` with the mutant's patch.
+pub fn mutant_crate(slug: &str, mutant: &cargo_grade::selfcheck::Mutant) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let solution = course_root().join("solutions").join(slug);
+    cargo_grade::selfcheck::materialise(mutant, &solution, dir.path()).unwrap();
+    dir
+}
+
+/// The reference solution of `task` gets full marks at each seed.
+pub fn assert_reference_full_marks(task: &str, slug: &str, seeds: &[u64]) {
+    let path = format!("solutions/{slug}");
+    for seed in seeds {
+        let seed = seed.to_string();
+        let (code, report) = grade_json(&[task, "--path", &path, "--seed", &seed]);
+        assert_eq!(code, 0, "seed {seed}");
+        assert_eq!(report["outcome"]["kind"], "graded");
+        let (score, max) = score(&report);
+        assert_eq!(score, max, "seed {seed}: {:#?}", lost(&report));
+        assert_eq!(report["seed"].to_string(), seed);
+        assert!(max >= 10, "{task} is worth at least 10 points, got {max}");
+    }
+}
+
+/// The untouched starter (the default submission) compiles and gets at
+/// most 10%.
+pub fn assert_starter_scores_little(task: &str, slug: &str) {
+    let (code, report) = grade_json(&[task]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        report["outcome"]["kind"], "graded",
+        "the starter must compile"
+    );
+    let (score, max) = score(&report);
+    assert!(score * 10 <= max, "starter scored {score}/{max}");
+    assert_eq!(report["submission"], format!("starter/{slug}"));
+}
+
+/// Every mutant of `task` loses points in each test of its `catches`, at
+/// each of `seeds`, and each lost point is explained.
+pub fn assert_every_mutant_caught(task: &str, slug: &str, min_mutants: usize, seeds: &[u64]) {
+    let mutants = mutants(task);
+    assert!(
+        mutants.len() >= min_mutants,
+        "{task} needs at least {min_mutants} mutants"
+    );
+    for mutant in &mutants {
+        let dir = mutant_crate(slug, mutant);
+        let path = dir.path().to_str().unwrap();
+        for seed in seeds {
+            let seed = seed.to_string();
+            let (code, report) = grade_json(&[task, "--path", path, "--seed", &seed]);
+            assert_eq!(code, 0, "mutant {}", mutant.name);
+            assert_eq!(
+                report["outcome"]["kind"], "graded",
+                "mutant {} must compile",
+                mutant.name
+            );
+            for name in &mutant.catches {
+                let t = test(&report, name);
+                assert!(
+                    t["score"].as_u64() < t["max_score"].as_u64(),
+                    "mutant {} was not caught by {name} at seed {seed}: {t:#}",
+                    mutant.name
+                );
+                assert!(
+                    !t["output"].as_str().unwrap().is_empty(),
+                    "a lost point is explained"
+                );
+            }
+        }
+    }
+}

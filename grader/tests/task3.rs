@@ -1,0 +1,22 @@
+//! task3 (semaphore-guarded shared-memory counter) graded end to end: the
+//! real reference solution, starter and mutants, with the grader as a fellow
+//! worker on the real shared memory and semaphore.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn reference_gets_full_marks_at_seeds_1_to_5() {
+    assert_reference_full_marks("task3", "task3-shm-counter", &[1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn untouched_starter_gets_at_most_ten_percent() {
+    assert_starter_scores_little("task3", "task3-shm-counter");
+}
+
+#[test]
+fn every_mutant_loses_points_where_its_spec_says() {
+    assert_every_mutant_caught("task3", "task3-shm-counter", 4, &[1, 2]);
+}
