@@ -224,6 +224,18 @@ pub fn ensure_built(course_root: &Path, work_dir: &Path) -> Result<PathBuf, Stri
         .clone()
 }
 
+/// The shim crate's manifest: the course's copy of the grader sources when
+/// there is one, else the sources this grader was built from (a fixture or
+/// a course laid out without `grader/`).
+fn shim_manifest(course_root: &Path) -> PathBuf {
+    let in_course = course_root.join("grader/shim/Cargo.toml");
+    if in_course.is_file() {
+        in_course
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("shim/Cargo.toml")
+    }
+}
+
 fn build(course_root: &Path, work_dir: &Path) -> Built {
     fs::create_dir_all(work_dir)
         .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
@@ -233,7 +245,7 @@ fn build(course_root: &Path, work_dir: &Path) -> Built {
     let _guard = Flock::lock(lock_file, FlockArg::LockExclusive)
         .map_err(|(_, e)| format!("cannot lock {}: {e}", lock_path.display()))?;
 
-    let manifest = course_root.join("Cargo.toml");
+    let manifest = shim_manifest(course_root);
     let mut child = Command::new(cargo())
         .args([
             "build",
@@ -248,8 +260,7 @@ fn build(course_root: &Path, work_dir: &Path) -> Built {
         .arg("--target-dir")
         .arg(work_dir.join("shim-build"))
         .env("CARGO_TERM_COLOR", "never")
-        // The shim must not be built (or cargo run) under itself.
-        .env_remove("LD_PRELOAD")
+        // Should the grader itself run under the shim, cargo must not.
         .env_remove(ENV_FAULTS)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
