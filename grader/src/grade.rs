@@ -188,8 +188,14 @@ pub fn grade(
     }
     report.score = report.tests.iter().map(|t| t.score).sum();
     if let Some(isolation) = report.tests.iter().find_map(|t| t.isolation) {
+        let why = report
+            .tests
+            .iter()
+            .find_map(|t| t.isolation_note.as_deref())
+            .map(|why| format!(" ({why})"))
+            .unwrap_or_default();
         report.environment.isolation = format!(
-            "{}; each program in its own process group and scratch directory, the whole group killed at the end of every test",
+            "{}{why}; each program in its own process group and scratch directory, the whole group killed at the end of every test",
             isolation.describe()
         );
     }
@@ -235,6 +241,7 @@ fn not_run(test: &Test, why: &str, opts: &GradeOptions, task: &str) -> TestResul
         faults: Vec::new(),
         leftovers: Vec::new(),
         isolation: None,
+        isolation_note: None,
         reproduce: reproduce(task, opts, &test.name),
         duration_ms: 0,
     }

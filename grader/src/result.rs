@@ -111,6 +111,9 @@ pub struct TestResult {
     /// The isolation the test ran under (summarised in `environment`).
     #[serde(skip)]
     pub isolation: Option<crate::harness::Isolation>,
+    /// Why namespaces were not used, when they were not.
+    #[serde(skip)]
+    pub isolation_note: Option<String>,
     /// The one command that reproduces this test.
     pub reproduce: String,
     pub duration_ms: u64,

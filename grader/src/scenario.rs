@@ -117,6 +117,7 @@ struct RoundEnd {
     stderr_tail: Vec<String>,
     leftovers: Vec<String>,
     isolation: Isolation,
+    isolation_note: Option<String>,
 }
 
 /// Runs `test` and reports its result. `reproduce` and `output` are left for
@@ -136,6 +137,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
         faults: Vec::new(),
         leftovers: Vec::new(),
         isolation: None,
+        isolation_note: None,
         reproduce: String::new(),
         duration_ms: 0,
     };
@@ -151,6 +153,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
             }
         };
         result.isolation = Some(end.isolation);
+        result.isolation_note = end.isolation_note;
         let label = |line: String| {
             if test.rounds > 1 {
                 format!("round {round} of {}: {line}", test.rounds)
@@ -163,12 +166,16 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
         if let Some((step, f)) = end.failure {
             let mut actions = end.actions;
             if test.rounds > 1 {
+                let before = match round {
+                    1 => String::new(),
+                    2 => "round 1 passed, ".to_owned(),
+                    _ => format!("rounds 1 to {} passed, ", round - 1),
+                };
                 actions.insert(
                     0,
                     format!(
-                        "ran the steps {} times (race stress); rounds 1 to {} passed, round {round} went:",
-                        test.rounds,
-                        round - 1
+                        "ran the steps up to {} times (race stress); {before}round {round} went:",
+                        test.rounds
                     ),
                 );
             }
@@ -279,6 +286,7 @@ fn run_round(
         stderr_tail,
         leftovers,
         isolation: scenario.sandbox.isolation(),
+        isolation_note: scenario.sandbox.fallback_reason().map(str::to_owned),
     })
 }
 

@@ -612,7 +612,11 @@ impl Spec {
 fn targets_process(action: &Action) -> bool {
     !matches!(
         action,
-        Action::Start { .. } | Action::StartPeer { .. } | Action::Join | Action::Stale { .. }
+        Action::Start { .. }
+            | Action::StartPeer { .. }
+            | Action::Join
+            | Action::Stale { .. }
+            | Action::ExpectClean
     )
 }
 
