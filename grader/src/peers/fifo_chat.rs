@@ -184,6 +184,9 @@ fn commands(outgoing: File, wake: OwnedFd, reader: JoinHandle<()>) {
                 say(b"closed read");
             }
             (":close-write", "") => {
+                // Hold stdout until `closed write` is out: the `peer left` our
+                // close may cause (the submission quits) must come after it.
+                let _stdout = io::stdout().lock();
                 drop(outgoing.take());
                 say(b"closed write");
             }
