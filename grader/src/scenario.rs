@@ -1064,9 +1064,11 @@ impl Scenario<'_> {
             .filter_map(|p| p.try_exit().map(|_| p.pid()))
             .collect();
         let found = Leftovers::find(&self.baseline, &self.scope(), &exited);
-        let mut only_processes = Leftovers::default();
-        only_processes.processes = found.processes;
-        only_processes.describe()
+        Leftovers {
+            processes: found.processes,
+            ..Leftovers::default()
+        }
+        .describe()
     }
 
     /// `expect_clean`: nothing of the submission is left right now.
