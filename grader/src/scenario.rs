@@ -328,6 +328,7 @@ impl Scenario<'_> {
             } => self.pause(step, *max_ms, *target, *count, *spread_ms, *background),
             Action::WaitIdle => self.wait_idle(step, deadline),
             Action::ExpectClean => self.expect_clean(),
+            Action::CountFds(check) => self.count_fds(step, check, deadline),
             Action::CloseStdin => {
                 self.actions.push("closed its stdin (end of input)".into());
                 self.process(step).close_stdin();
@@ -1069,6 +1070,58 @@ impl Scenario<'_> {
             ..Leftovers::default()
         }
         .describe()
+    }
+
+    /// `count_fds`: waits until the number of open descriptors passes the
+    /// check. A count that stays wrong is a leak (failed), not a hang.
+    fn count_fds(
+        &mut self,
+        step: &Step,
+        check: &NumberCheck,
+        deadline: Deadline,
+    ) -> Result<(), StepFailure> {
+        let wanted = self.describe_check(check);
+        self.actions.push(format!(
+            "counted its open file descriptors in /proc/PID/fd{wanted}"
+        ));
+        let lo = check.at_least.as_ref().map(|v| self.value(v));
+        let hi = check.at_most.as_ref().map(|v| self.value(v));
+        let eq = check.equals.as_ref().map(|v| self.value(v));
+        let pid = self.process(step).pid();
+        let passes = |n: i64| {
+            lo.is_none_or(|lo| n >= lo)
+                && hi.is_none_or(|hi| n <= hi)
+                && eq.is_none_or(|eq| n == eq)
+        };
+        let begun = Instant::now();
+        let mut last = None;
+        let found = poll_until(deadline, || {
+            let n = procfs::fd_count(pid)? as i64;
+            last = Some(n);
+            passes(n).then_some(n)
+        });
+        if let Some(n) = found {
+            if let Some(name) = &check.capture {
+                self.vars.insert(name.clone(), n);
+            }
+            return Ok(());
+        }
+        let expected = format!("its open file descriptors{wanted}");
+        match last {
+            None => Err(self.ran_out(
+                step,
+                expected,
+                "",
+                "/proc/PID/fd could not be read".into(),
+            )),
+            Some(n) => Err(StepFailure::failed(
+                expected,
+                format!(
+                    "{n} open descriptors, still after {:.1} s (a descriptor per connection not closed?)",
+                    begun.elapsed().as_secs_f64()
+                ),
+            )),
+        }
     }
 
     /// `expect_clean`: nothing of the submission is left right now.

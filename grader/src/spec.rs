@@ -278,6 +278,10 @@ pub enum Action {
     ExpectClean,
     /// Write `payload(n)` and a newline to stdin.
     SendPayload(usize),
+    /// Count the process's open file descriptors (`/proc/PID/fd`), waiting
+    /// until the count passes the check (a server closes a connection's
+    /// descriptor a moment after the client leaves).
+    CountFds(NumberCheck),
 }
 
 /// One step of a test, validated.
@@ -364,6 +368,7 @@ struct RawStep {
     wait_idle: Option<bool>,
     expect_clean: Option<bool>,
     send_payload: Option<usize>,
+    count_fds: Option<bool>,
     // Options.
     peer: Option<String>,
     target: Option<Target>,
@@ -657,11 +662,12 @@ fn validate_step(
         pause_ms,
         wait_idle,
         expect_clean,
-        send_payload
+        send_payload,
+        count_fds
     );
     let action_name = match actions.as_slice() {
         [one] => *one,
-        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, wait_idle, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
+        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, wait_idle, count_fds, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
         many => return Err(format!("several actions ({}): put each in its own step", many.join(", "))),
     };
 
@@ -671,6 +677,7 @@ fn validate_step(
         "stale" => &["args"],
         "signal" => &["count", "spread_ms", "background", "target"],
         "pause_ms" => &["count", "spread_ms", "background", "target"],
+        "count_fds" => &["capture", "at_least", "at_most", "equals"],
         "wait_for" | "expect" => &[
             "stream", "capture", "at_least", "at_most", "equals", "payload",
         ],
@@ -732,21 +739,7 @@ fn validate_step(
                 re.captures_len() - 1
             ));
         }
-        for v in [&check.at_least, &check.at_most, &check.equals]
-            .into_iter()
-            .flatten()
-        {
-            if let Value::Var(name) = v {
-                if !ctx.vars.contains(name) {
-                    return Err(format!(
-                        "variable {name:?} is not bound here (bind it with `capture`, or send signals for sent_SIGNAME)"
-                    ));
-                }
-            }
-        }
-        if let Some(name) = &check.capture {
-            ctx.vars.insert(name.clone());
-        }
+        check_vars(&check, ctx)?;
         Ok(check)
     };
     let line_check = |re: &regex::Regex, ctx: &mut StepContext| -> Result<LineCheck, String> {
@@ -842,6 +835,20 @@ fn validate_step(
         "expect_clean" => {
             flag(raw.expect_clean, "expect_clean")?;
             Action::ExpectClean
+        }
+        "count_fds" => {
+            flag(raw.count_fds, "count_fds")?;
+            let check = NumberCheck {
+                capture: raw.capture.clone(),
+                at_least: raw.at_least.clone(),
+                at_most: raw.at_most.clone(),
+                equals: raw.equals.clone(),
+            };
+            if check.is_empty() {
+                return Err("count_fds needs capture, at_least, at_most or equals".into());
+            }
+            check_vars(&check, ctx)?;
+            Action::CountFds(check)
         }
         "send_payload" => {
             let len = raw.send_payload.unwrap_or_default();
@@ -975,6 +982,27 @@ fn validate_step(
         timeout_ms: raw.timeout_ms.unwrap_or(limits.step_timeout_ms),
         line,
     })
+}
+
+/// Variables a check reads must be bound by an earlier step; the one it
+/// captures is bound from here on.
+fn check_vars(check: &NumberCheck, ctx: &mut StepContext) -> Result<(), String> {
+    for v in [&check.at_least, &check.at_most, &check.equals]
+        .into_iter()
+        .flatten()
+    {
+        if let Value::Var(name) = v {
+            if !ctx.vars.contains(name) {
+                return Err(format!(
+                    "variable {name:?} is not bound here (bind it with `capture`, or send signals for sent_SIGNAME)"
+                ));
+            }
+        }
+    }
+    if let Some(name) = &check.capture {
+        ctx.vars.insert(name.clone());
+    }
+    Ok(())
 }
 
 /// 1-based line number of a byte offset.

@@ -178,6 +178,14 @@ fn fault_kinds_are_reported() {
     assert!(faults("pass_rlimits_apply").contains("open files limited to 17"));
     assert!(faults("pass_rounds_with_seeded_cpus").contains("round 3 of 3"));
     assert!(faults("pass_io_faults_load_the_shim").contains("short writes"));
+    let leak = common::test(&report, "fail_fd_leak");
+    assert!(
+        leak["failure"]["observed"]
+            .as_str()
+            .unwrap()
+            .contains("open descriptors"),
+        "{leak:#}"
+    );
     let cut = common::test(&report, "fail_payload_cut_short");
     assert!(
         cut["failure"]["observed"]
