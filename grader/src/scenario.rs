@@ -25,7 +25,7 @@ use crate::harness::{
 use crate::result::{Failure, Status, TestResult};
 use crate::signals;
 use crate::spec::{
-    Action, CpuPlacement, LineCheck, NumberCheck, Step, StreamName, Target, Test, Value,
+    Action, Counted, CpuPlacement, LineCheck, NumberCheck, Step, StreamName, Target, Test, Value,
 };
 
 /// What a scenario needs besides the test itself.
@@ -328,7 +328,7 @@ impl Scenario<'_> {
             } => self.pause(step, *max_ms, *target, *count, *spread_ms, *background),
             Action::WaitIdle => self.wait_idle(step, deadline),
             Action::ExpectClean => self.expect_clean(),
-            Action::CountFds(check) => self.count_fds(step, check, deadline),
+            Action::Count(what, check) => self.count(step, *what, check, deadline),
             Action::CloseStdin => {
                 self.actions.push("closed its stdin (end of input)".into());
                 self.process(step).close_stdin();
@@ -1072,18 +1072,30 @@ impl Scenario<'_> {
         .describe()
     }
 
-    /// `count_fds`: waits until the number of open descriptors passes the
-    /// check. A count that stays wrong is a leak (failed), not a hang.
-    fn count_fds(
+    /// `count_fds`, `count_zombies`: waits until the count passes the check.
+    /// A count that stays wrong is a leak (failed), not a hang.
+    fn count(
         &mut self,
         step: &Step,
+        what: Counted,
         check: &NumberCheck,
         deadline: Deadline,
     ) -> Result<(), StepFailure> {
         let wanted = self.describe_check(check);
-        self.actions.push(format!(
-            "counted its open file descriptors in /proc/PID/fd{wanted}"
-        ));
+        let (noun, source, leak) = match what {
+            Counted::Fds => (
+                "open file descriptors",
+                "in /proc/PID/fd",
+                "a descriptor per connection not closed?",
+            ),
+            Counted::Zombies => (
+                "zombie children",
+                "in its process group",
+                "children that exited are never waited for?",
+            ),
+        };
+        self.actions
+            .push(format!("counted its {noun} {source}{wanted}"));
         let lo = check.at_least.as_ref().map(|v| self.value(v));
         let hi = check.at_most.as_ref().map(|v| self.value(v));
         let eq = check.equals.as_ref().map(|v| self.value(v));
@@ -1096,7 +1108,13 @@ impl Scenario<'_> {
         let begun = Instant::now();
         let mut last = None;
         let found = poll_until(deadline, || {
-            let n = procfs::fd_count(pid)? as i64;
+            let n = match what {
+                Counted::Fds => procfs::fd_count(pid)? as i64,
+                Counted::Zombies => procfs::group_members(pid)
+                    .iter()
+                    .filter(|(p, state)| *p != pid && *state == 'Z')
+                    .count() as i64,
+            };
             last = Some(n);
             passes(n).then_some(n)
         });
@@ -1106,18 +1124,13 @@ impl Scenario<'_> {
             }
             return Ok(());
         }
-        let expected = format!("its open file descriptors{wanted}");
+        let expected = format!("its {noun}{wanted}");
         match last {
-            None => Err(self.ran_out(
-                step,
-                expected,
-                "",
-                "/proc/PID/fd could not be read".into(),
-            )),
+            None => Err(self.ran_out(step, expected, "", "/proc/PID/fd could not be read".into())),
             Some(n) => Err(StepFailure::failed(
                 expected,
                 format!(
-                    "{n} open descriptors, still after {:.1} s (a descriptor per connection not closed?)",
+                    "{n} {noun}, still after {:.1} s ({leak})",
                     begun.elapsed().as_secs_f64()
                 ),
             )),

@@ -278,10 +278,19 @@ pub enum Action {
     ExpectClean,
     /// Write `payload(n)` and a newline to stdin.
     SendPayload(usize),
-    /// Count the process's open file descriptors (`/proc/PID/fd`), waiting
-    /// until the count passes the check (a server closes a connection's
-    /// descriptor a moment after the client leaves).
-    CountFds(NumberCheck),
+    /// Count something of the process, waiting until the count passes the
+    /// check (a server closes a connection's descriptor, or reaps a child, a
+    /// moment after the client leaves).
+    Count(Counted, NumberCheck),
+}
+
+/// What `count_fds` and `count_zombies` count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Open file descriptors, `/proc/PID/fd`.
+    Fds,
+    /// Exited but unreaped processes in the process's group.
+    Zombies,
 }
 
 /// One step of a test, validated.
@@ -369,6 +378,7 @@ struct RawStep {
     expect_clean: Option<bool>,
     send_payload: Option<usize>,
     count_fds: Option<bool>,
+    count_zombies: Option<bool>,
     // Options.
     peer: Option<String>,
     target: Option<Target>,
@@ -663,11 +673,12 @@ fn validate_step(
         wait_idle,
         expect_clean,
         send_payload,
-        count_fds
+        count_fds,
+        count_zombies
     );
     let action_name = match actions.as_slice() {
         [one] => *one,
-        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, wait_idle, count_fds, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
+        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, wait_idle, count_fds, count_zombies, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
         many => return Err(format!("several actions ({}): put each in its own step", many.join(", "))),
     };
 
@@ -677,7 +688,7 @@ fn validate_step(
         "stale" => &["args"],
         "signal" => &["count", "spread_ms", "background", "target"],
         "pause_ms" => &["count", "spread_ms", "background", "target"],
-        "count_fds" => &["capture", "at_least", "at_most", "equals"],
+        "count_fds" | "count_zombies" => &["capture", "at_least", "at_most", "equals"],
         "wait_for" | "expect" => &[
             "stream", "capture", "at_least", "at_most", "equals", "payload",
         ],
@@ -836,8 +847,14 @@ fn validate_step(
             flag(raw.expect_clean, "expect_clean")?;
             Action::ExpectClean
         }
-        "count_fds" => {
-            flag(raw.count_fds, "count_fds")?;
+        "count_fds" | "count_zombies" => {
+            let what = if action_name == "count_fds" {
+                flag(raw.count_fds, "count_fds")?;
+                Counted::Fds
+            } else {
+                flag(raw.count_zombies, "count_zombies")?;
+                Counted::Zombies
+            };
             let check = NumberCheck {
                 capture: raw.capture.clone(),
                 at_least: raw.at_least.clone(),
@@ -845,10 +862,12 @@ fn validate_step(
                 equals: raw.equals.clone(),
             };
             if check.is_empty() {
-                return Err("count_fds needs capture, at_least, at_most or equals".into());
+                return Err(format!(
+                    "{action_name} needs capture, at_least, at_most or equals"
+                ));
             }
             check_vars(&check, ctx)?;
-            Action::CountFds(check)
+            Action::Count(what, check)
         }
         "send_payload" => {
             let len = raw.send_payload.unwrap_or_default();

@@ -183,8 +183,16 @@ fn fault_kinds_are_reported() {
         leak["failure"]["observed"]
             .as_str()
             .unwrap()
-            .contains("open descriptors"),
+            .contains("open file descriptors"),
         "{leak:#}"
+    );
+    let zombie = common::test(&report, "fail_zombie_child");
+    assert!(
+        zombie["failure"]["observed"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 zombie children"),
+        "{zombie:#}"
     );
     let cut = common::test(&report, "fail_payload_cut_short");
     assert!(
