@@ -35,7 +35,9 @@ use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::harness::deadline::{poll_until, Deadline};
 
 /// Bytes of the object the grader needs: count (8) and stop (4), padded.
 const NEEDED: usize = 16;
@@ -260,18 +262,14 @@ impl Counter {
         }
     }
 
-    /// Waits until `stop` is set: a condition with a deadline, checked every
-    /// millisecond.
+    /// Waits until `stop` is set: a condition with a deadline.
     fn wait_stop(&self) -> String {
-        let deadline = Instant::now() + STOP_DEADLINE;
-        loop {
-            if self.stop().load(Ordering::SeqCst) != 0 {
-                return "stop set".into();
-            }
-            if Instant::now() >= deadline {
-                return "stop never set".into();
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        let deadline = Deadline::after(STOP_DEADLINE);
+        match poll_until(deadline, || {
+            (self.stop().load(Ordering::SeqCst) != 0).then_some(())
+        }) {
+            Some(()) => "stop set".into(),
+            None => "stop never set".into(),
         }
     }
 }
