@@ -7,11 +7,16 @@
 //! | `socket` | a path          | a Unix stream socket bound to the path, never unlinked         |
 //! | `shm`    | `/name`         | a 4096-byte shared memory object holding COUNT (default 12345) as a native-endian u64 at offset 0 |
 //! | `sem`    | `/name`         | a named semaphore with value VALUE (default 0: locked), closed, not unlinked |
-//! | `msg`    | a decimal key   | a System V message queue (msgget with IPC_CREAT, mode 0600)    |
+//! | `msg`    | a decimal key   | a System V message queue (msgget with IPC_CREAT, mode 0600) holding COUNT (default 0) SHUTDOWN requests |
 //!
 //! Prints `created stale KIND NAME` and exits with status 0; on error, a
 //! message on stderr and status 2. An object that already exists is reused
-//! (as `shm` and `sem` open it with O_CREAT but without O_EXCL).
+//! (as `shm`, `sem` and `msg` open it with O_CREAT but without O_EXCL).
+//!
+//! The `msg` queue's COUNT messages are what a task5 dispatcher that crashed
+//! with requests pending leaves behind: each is a SHUTDOWN request (type 9)
+//! from pid 1, with an empty text, in task5's layout. A dispatcher that
+//! reuses the queue instead of removing it receives one at once and stops.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -21,6 +26,8 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixListener;
 
 use nix::sys::stat::Mode;
+
+use super::msg_client::{Message, Queue, SHUTDOWN};
 
 /// Size of a stale shared memory object (task3's size).
 const SHM_SIZE: u64 = 4096;
@@ -43,12 +50,12 @@ pub fn run(args: &[String]) -> i32 {
 fn create(args: &[String]) -> Result<(), String> {
     let (kind, name, value) = match args {
         [kind, name] => (kind.as_str(), name.as_str(), None),
-        [kind, name, value] if kind == "shm" || kind == "sem" => {
+        [kind, name, value] if kind == "shm" || kind == "sem" || kind == "msg" => {
             (kind.as_str(), name.as_str(), Some(value.as_str()))
         }
         _ => {
             return Err(
-                "usage: cargo-grade peer stale fifo|socket|msg NAME, or shm|sem NAME [VALUE]"
+                "usage: cargo-grade peer stale fifo|socket NAME, or shm|sem|msg NAME [VALUE]"
                     .into(),
             )
         }
@@ -74,12 +81,7 @@ fn create(args: &[String]) -> Result<(), String> {
         }
         "msg" => {
             let key: libc::key_t = name.parse().map_err(|_| format!("bad key {name:?}"))?;
-            // SAFETY: msgget takes only integers.
-            let id = unsafe { libc::msgget(key, libc::IPC_CREAT | 0o600) };
-            if id < 0 {
-                return Err(format!("msgget {key}: {}", io::Error::last_os_error()));
-            }
-            Ok(())
+            stale_msg(key, number(0)?)
         }
         other => Err(format!(
             "unknown kind `{other}` (fifo, socket, shm, sem, msg)"
@@ -89,6 +91,26 @@ fn create(args: &[String]) -> Result<(), String> {
 
 fn c_name(name: &str) -> Result<CString, String> {
     CString::new(name).map_err(|_| format!("bad name {name:?}"))
+}
+
+/// A message queue as a task5 dispatcher that crashed with `count`
+/// SHUTDOWN requests pending leaves it.
+fn stale_msg(key: libc::key_t, count: u64) -> Result<(), String> {
+    let queue =
+        Queue::get(key, libc::IPC_CREAT | 0o600).map_err(|e| format!("msgget {key}: {e}"))?;
+    let junk = Message::new(SHUTDOWN, 1, b"");
+    for i in 0..count {
+        match queue.try_send(&junk) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "msgsnd {key}: the queue is full after {i} messages"
+                ))
+            }
+            Err(e) => return Err(format!("msgsnd {key}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// A shared memory object as a run that crashed mid-count leaves it.

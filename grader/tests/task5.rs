@@ -1,0 +1,23 @@
+//! task5 (System V message-type dispatcher) graded end to end: the real
+//! reference solution, starter and mutants, with the grader's own clients on
+//! a real message queue (in the test's private IPC namespace where the
+//! kernel allows).
+
+mod common;
+
+use common::*;
+
+#[test]
+fn reference_gets_full_marks_at_seeds_1_to_5() {
+    assert_reference_full_marks("task5", "task5-msg-dispatcher", &[1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn untouched_starter_gets_at_most_ten_percent() {
+    assert_starter_scores_little("task5", "task5-msg-dispatcher");
+}
+
+#[test]
+fn every_mutant_loses_points_where_its_spec_says() {
+    assert_every_mutant_caught("task5", "task5-msg-dispatcher", 4, &[1, 2]);
+}
