@@ -22,7 +22,7 @@
 //! |------------------|---------------------------------------------------------------|--------|
 //! | `send TYPE TEXT` | msgsnd of a request of type TYPE (TEXT: the rest of the line, may be empty) | `sent` |
 //! | `recv`           | msgrcv of the next reply of its pid, waiting up to 3 s        | `reply TEXT` / `no reply within 3 s` |
-//! | `burst N SEED`   | a thread sends N requests of seeded types 1 to 3 with texts `c<pid>-s<seq>` while another receives the N replies (20 s in all) | `burst ok N` / `burst FAILED: PROBLEM` |
+//! | `burst N SEED`   | a thread sends N requests of seeded types 1 to 3 with texts `c<pid>-s<seq>` while another receives the N replies (8 s in all) | `burst ok N` / `burst FAILED: PROBLEM` |
 //! | `vanish N`       | forks a child that sends up to N UPPER requests (200-byte texts) with its own pid and exits without reading a reply; reaps it | `vanished pid P after K requests` |
 //! | `shutdown`       | msgsnd of a SHUTDOWN request (type 9, empty text)             | `sent` |
 //! | `queue-exists`   | msgget(KEY, 0)                                                | `queue exists` / `no queue` |
@@ -39,7 +39,7 @@
 //! come in the order their requests were sent, and that none is missing.
 //! PROBLEM is the first thing that went wrong, for example `reply 17 is for
 //! another client's request: "C4242-S3"`, `type 2 replies out of order: s5
-//! after s9`, or `only 812 of 1000 replies within 20 s`. (A LENGTH reply is
+//! after s9`, or `only 812 of 1000 replies within 8 s`. (A LENGTH reply is
 //! a bare number: a missing one shows as the next one not matching.)
 //!
 //! `vanish`'s child sends without blocking; when the queue is full it tries
@@ -75,7 +75,7 @@ const RECEIVE_SIZE: usize = 8192;
 /// How long `send` and `recv` wait.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(3);
 /// How long a whole `burst` may take.
-const BURST_DEADLINE: Duration = Duration::from_secs(20);
+const BURST_DEADLINE: Duration = Duration::from_secs(8);
 /// Pause between two attempts of a polling loop.
 const POLL: Duration = Duration::from_micros(200);
 /// `vanish`'s child gives up on a full queue after this long without
