@@ -404,6 +404,17 @@ fn send(
     Ok(())
 }
 
+/// Whether a failed send means the server closed or reset the connection
+/// (then what the echo looked like up to that point says more).
+fn server_closed(message: &str) -> bool {
+    let closed = [
+        io::Error::from(io::ErrorKind::BrokenPipe).to_string(),
+        io::Error::from_raw_os_error(libc::EPIPE).to_string(),
+        io::Error::from_raw_os_error(libc::ECONNRESET).to_string(),
+    ];
+    message.starts_with("error: write") && closed.iter().any(|c| message.ends_with(c.as_str()))
+}
+
 /// Sends `data[from..]` (the bytes before `from` were echoed already) while
 /// a second thread reads and checks the echo; then shuts down the writing
 /// side and expects EOF right after the last byte. Reading while writing
@@ -416,7 +427,15 @@ fn exchange(
     chunker: &mut Chunker,
 ) -> Result<(), String> {
     let (sent, echoed) = thread::scope(|s| {
-        let reader = s.spawn(|| receive(stream, data, from));
+        let reader = s.spawn(|| {
+            let echoed = receive(stream, data, from);
+            if echoed.is_err() {
+                // The verdict is in: make the writer stop at once (its next
+                // write fails) instead of waiting for its timeout.
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            echoed
+        });
         let sent = send(stream, data, from, chunker);
         // After a failed send, shutting down both sides ends the reader's
         // wait at once (it reads EOF).
@@ -433,6 +452,8 @@ fn exchange(
     });
     match (sent, echoed) {
         (_, Err(Failure::Mismatch(m))) => Err(m),
+        // The server hung up early: the reader saw where the echo stopped.
+        (Err(m), Err(Failure::Other(r))) if server_closed(&m) => Err(r),
         (Err(m), _) => Err(m),
         (Ok(()), echoed) => echoed.map_err(Failure::message),
     }
