@@ -113,6 +113,9 @@ fn socat_talks_to_the_reference_server() {
     .unwrap();
     let ended = server.wait_timeout(Duration::from_secs(10)).unwrap();
     let _ = server.kill();
-    assert!(ended.is_some_and(|s| s.success()), "server did not stop on SIGTERM");
+    assert!(
+        ended.is_some_and(|s| s.success()),
+        "server did not stop on SIGTERM"
+    );
     assert!(!path.exists(), "the server removes its socket file");
 }
