@@ -567,35 +567,8 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
 /// As `readv(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    // SAFETY: the caller's iovecs.
-    if let Some(total) = unsafe { iov_total(iov, iovcnt) } {
-        match plan(fd, Dir::Read, total, 0, false) {
-            Plan::Eintr => return fail_eintr(),
-            Plan::Short(n) => {
-                // SAFETY: as above; the prefix lies within the caller's buffer.
-                let one = unsafe { iov_prefix(iov, iovcnt, n) };
-                let one_ptr: *const iovec = &one;
-                return ret(unsafe {
-                    libc::syscall(
-                        libc::SYS_readv,
-                        fd as libc::c_long,
-                        one_ptr,
-                        1 as libc::c_long,
-                    )
-                });
-            }
-            Plan::Pass => {}
-        }
-    }
-    // SAFETY: the caller's arguments, unchanged.
-    ret(unsafe {
-        libc::syscall(
-            libc::SYS_readv,
-            fd as libc::c_long,
-            iov,
-            iovcnt as libc::c_long,
-        )
-    })
+    // SAFETY: the caller's arguments, as readv(2) takes them.
+    unsafe { vectored(libc::SYS_readv, Dir::Read, fd, iov, iovcnt) }
 }
 
 /// Replaces libc's `writev(2)`. A shortened call writes a prefix of the
@@ -605,35 +578,39 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 /// As `writev(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, as writev(2) takes them.
+    unsafe { vectored(libc::SYS_writev, Dir::Write, fd, iov, iovcnt) }
+}
+
+/// `readv`/`writev` (`call`) with the planned fault applied.
+///
+/// # Safety
+/// As `readv(2)`/`writev(2)`: `iov` points to `iovcnt` valid iovecs.
+unsafe fn vectored(
+    call: libc::c_long,
+    dir: Dir,
+    fd: c_int,
+    iov: *const iovec,
+    iovcnt: c_int,
+) -> ssize_t {
     // SAFETY: the caller's iovecs.
     if let Some(total) = unsafe { iov_total(iov, iovcnt) } {
-        match plan(fd, Dir::Write, total, 0, false) {
+        match plan(fd, dir, total, 0, false) {
             Plan::Eintr => return fail_eintr(),
             Plan::Short(n) => {
                 // SAFETY: as above; the prefix lies within the caller's buffer.
                 let one = unsafe { iov_prefix(iov, iovcnt, n) };
                 let one_ptr: *const iovec = &one;
+                // SAFETY: one valid iovec, on the caller's fd.
                 return ret(unsafe {
-                    libc::syscall(
-                        libc::SYS_writev,
-                        fd as libc::c_long,
-                        one_ptr,
-                        1 as libc::c_long,
-                    )
+                    libc::syscall(call, fd as libc::c_long, one_ptr, 1 as libc::c_long)
                 });
             }
             Plan::Pass => {}
         }
     }
     // SAFETY: the caller's arguments, unchanged.
-    ret(unsafe {
-        libc::syscall(
-            libc::SYS_writev,
-            fd as libc::c_long,
-            iov,
-            iovcnt as libc::c_long,
-        )
-    })
+    ret(unsafe { libc::syscall(call, fd as libc::c_long, iov, iovcnt as libc::c_long) })
 }
 
 /// Replaces libc's `recvfrom(2)`.
