@@ -3,7 +3,7 @@
 //! in parallel; it owns no global state and writes nothing outside its own
 //! scratch directories and the shared build cache.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::builder::{self, BuildResult};
@@ -143,17 +143,18 @@ pub fn grade(
         }
     };
 
-    let helper = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            return Ok(ungradable(
-                report,
-                format!("cannot find the grader's own binary (for its peers): {e}"),
-                &tests,
-                opts,
-            ))
-        }
-    };
+    // The grader's own binary runs its peers and the namespace holder.
+    // /proc/self/exe, exec'd by a forked child, is that binary even if the
+    // file was replaced meanwhile (a rebuild or reinstall during a batch).
+    let helper = PathBuf::from("/proc/self/exe");
+    if !helper.exists() {
+        return Ok(ungradable(
+            report,
+            "cannot find the grader's own binary (/proc/self/exe) to run its peers".into(),
+            &tests,
+            opts,
+        ));
+    }
     let shim = if tests.iter().any(|t| t.io_faults.is_some()) {
         match crate::shim::ensure_built(&course.root, &course.work_dir()) {
             Ok(path) => Some(path),
