@@ -19,7 +19,7 @@
 //! | `stall BYTES`               | a connection that sends BYTES bytes, then neither reads nor writes (kept open) | `stalled`    |
 //! | `flood`                     | a connection that writes without ever reading, until a write has been blocked for 200 ms (the server is then blocked writing the echo to it); kept open | `flooding N bytes sent` |
 //! | `release`                   | closes every stalled and flooding connection                         | `released N`               |
-//! | `vanish BYTES`              | a connection that sends BYTES bytes and closes at once, reading nothing (the server's echo then fails with EPIPE or ECONNRESET) | `vanished` |
+//! | `vanish`                    | a connection that sends without reading until the server's echo to it blocks, then closes: the server is caught mid-write, so its write fails with EPIPE or ECONNRESET on every run | `vanished` |
 //! | `connections N`             | N connections one after another, each echoing 100 seeded bytes, then closed | `done N connections` |
 //!
 //! End of input: exit with status 0 (closing every connection).
@@ -113,7 +113,7 @@ fn command(path: &Path, words: &[&str], held: &mut Vec<UnixStream>) -> String {
                 held.clear();
                 format!("released {n}")
             }
-            ["vanish", bytes] => vanish(path, number(bytes)?),
+            ["vanish"] => vanish(path),
             ["connections", n] => connections(path, number(n)?),
             [] => return Err("empty command".into()),
             _ => return Err(format!("unknown command `{}`", words.join(" "))),
@@ -630,24 +630,10 @@ fn flood(path: &Path, held: &mut Vec<UnixStream>) -> String {
         Ok(stream) => stream,
         Err(m) => return m,
     };
-    if let Err(e) = stream.set_write_timeout(Some(FLOOD_BLOCKED)) {
-        return format!("error: set_write_timeout: {e}");
-    }
-    let chunk = data(64 * 1024, 0xf100d);
-    let deadline = Instant::now() + TIMEOUT;
-    let mut sent = 0usize;
-    let blocked = loop {
-        if Instant::now() >= deadline {
-            break false;
-        }
-        match (&stream).write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => break true,
-            Err(e) => return format!("error: write after {sent} bytes: {e}"),
-        }
+    let (sent, blocked) = match fill(&stream) {
+        Ok(filled) => filled,
+        Err(m) => return m,
     };
-    let _ = stream.set_write_timeout(Some(TIMEOUT));
     held.push(stream);
     if blocked {
         format!("flooding {sent} bytes sent")
@@ -656,10 +642,46 @@ fn flood(path: &Path, held: &mut Vec<UnixStream>) -> String {
     }
 }
 
-fn vanish(path: &Path, bytes: usize) -> String {
-    match connect_and_send(path, bytes, 0xdead) {
-        // Dropping the stream closes it with the echo unread.
-        Ok(_stream) => "vanished".into(),
+/// Writes without reading until a write blocks for `FLOOD_BLOCKED`: both
+/// directions' buffers are then full, so the server is stuck writing its
+/// echo to this client. Returns the bytes sent and whether it blocked
+/// (within `TIMEOUT`).
+fn fill(stream: &UnixStream) -> Result<(usize, bool), String> {
+    stream
+        .set_write_timeout(Some(FLOOD_BLOCKED))
+        .map_err(|e| format!("error: set_write_timeout: {e}"))?;
+    let chunk = data(64 * 1024, 0xf100d);
+    let deadline = Instant::now() + TIMEOUT;
+    let mut sent = 0usize;
+    let blocked = loop {
+        if Instant::now() >= deadline {
+            break false;
+        }
+        match (&*stream).write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => break true,
+            Err(e) => return Err(format!("error: write after {sent} bytes: {e}")),
+        }
+    };
+    let _ = stream.set_write_timeout(Some(TIMEOUT));
+    Ok((sent, blocked))
+}
+
+/// A client that vanishes mid-echo: it fills the buffers (the server is
+/// then blocked writing to it) and closes without reading. Closing while
+/// the server's write is pending makes that write fail on every run; a
+/// client that merely sent and closed could be echoed in full first.
+fn vanish(path: &Path) -> String {
+    let stream = match connect_or(path) {
+        Ok(stream) => stream,
+        Err(m) => return m,
+    };
+    match fill(&stream) {
+        Ok((_, true)) => "vanished".into(),
+        Ok((sent, false)) => {
+            format!("vanished, but the server took {sent} bytes in 5 s without ever pushing back")
+        }
         Err(m) => m,
     }
 }
