@@ -58,6 +58,8 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, getpid, pipe, read, ForkResult};
 
+use crate::harness::deadline::{poll_until, Deadline};
+
 /// Request types (task5's contract).
 pub const UPPER: libc::c_long = 1;
 pub const REVERSE: libc::c_long = 2;
@@ -189,15 +191,12 @@ impl Queue {
     /// msgsnd, retried while the queue is full until `deadline`: Ok(false)
     /// if it was still full then.
     fn send_until(&self, message: &Message, deadline: Instant) -> io::Result<bool> {
-        loop {
-            if self.try_send(message)? {
-                return Ok(true);
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            thread::sleep(POLL);
-        }
+        // System V queues have no descriptor to wait on: try at a pace.
+        let sent = poll_until(until(deadline), || match self.try_send(message) {
+            Ok(false) => None,
+            done => Some(done),
+        });
+        sent.unwrap_or(Ok(false))
     }
 
     /// msgrcv of the first message of type `mtype`, without blocking.
@@ -236,16 +235,17 @@ impl Queue {
         mtype: libc::c_long,
         deadline: Instant,
     ) -> io::Result<Option<Received>> {
-        loop {
-            if let Some(received) = self.try_receive(mtype)? {
-                return Ok(Some(received));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            thread::sleep(POLL);
-        }
+        let received = poll_until(until(deadline), || match self.try_receive(mtype) {
+            Ok(None) => None,
+            done => Some(done),
+        });
+        received.unwrap_or(Ok(None))
     }
+}
+
+/// The harness's deadline for an `Instant`.
+fn until(deadline: Instant) -> Deadline {
+    Deadline::after(deadline.saturating_duration_since(Instant::now()))
 }
 
 /// Runs the peer; returns its exit status.
@@ -550,9 +550,8 @@ fn receive_all(queue: &Queue, pid: i32, plan: &Plan, deadline: Instant) -> Resul
     let mut check = Check::new(pid, plan);
     let n = plan.types.len();
     while check.count < n {
-        match queue.try_receive(libc::c_long::from(pid)) {
+        match queue.receive_until(libc::c_long::from(pid), deadline) {
             Ok(Some(reply)) => check.reply(&reply).map_err(Wrong)?,
-            Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
             Ok(None) => return Err(Missing(check.count)),
             Err(e) => return Err(Wrong(format!("msgrcv after {} replies: {e}", check.count))),
         }
