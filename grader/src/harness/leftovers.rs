@@ -66,6 +66,7 @@ impl Scope<'_> {
     fn sysv(&self, kind: SysvKind) -> Vec<i32> {
         self.sandbox
             .in_ipc_namespace(|| sysv_entries(kind))
+            .unwrap_or_default()
             .into_iter()
             .filter(|&(key, _)| self.owns_key(key))
             .map(|(_, id)| id)
@@ -303,7 +304,11 @@ impl Leftovers {
             (SysvKind::Shm, &self.sysv_shm),
         ] {
             for &id in ids {
-                match scope.sandbox.in_ipc_namespace(|| sysv_remove(kind, id)) {
+                let removed = scope
+                    .sandbox
+                    .in_ipc_namespace(|| sysv_remove(kind, id))
+                    .and_then(|r| r);
+                match removed {
                     // Already gone (EINVAL: no such id; EIDRM: being removed).
                     Ok(()) | Err(Errno::EINVAL) | Err(Errno::EIDRM) => {}
                     Err(e) => failures.push(format!(

@@ -213,25 +213,26 @@ impl Sandbox {
 
     /// Runs `f` in the test's IPC namespace (on a thread of its own, which
     /// joins the namespace; the grader's other threads stay where they are).
-    pub fn in_ipc_namespace<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    /// Fails only if the thread cannot join it.
+    pub fn in_ipc_namespace<T: Send>(
+        &self,
+        f: impl FnOnce() -> T + Send,
+    ) -> Result<T, nix::errno::Errno> {
         let Some(ipc) = &self.ipc else {
-            return f();
+            return Ok(f());
         };
         let fd = ipc.as_raw_fd();
         std::thread::scope(|s| {
             s.spawn(move || {
                 // SAFETY: setns on a valid namespace fd; CLONE_NEWIPC moves
                 // only the calling thread, which ends with this scope.
-                let joined = unsafe { libc::setns(fd, libc::CLONE_NEWIPC) } == 0;
-                assert!(
-                    joined,
-                    "cannot join the test's IPC namespace: {}",
-                    std::io::Error::last_os_error()
-                );
-                f()
+                if unsafe { libc::setns(fd, libc::CLONE_NEWIPC) } != 0 {
+                    return Err(nix::errno::Errno::last());
+                }
+                Ok(f())
             })
             .join()
-            .expect("IPC namespace thread")
+            .unwrap_or(Err(nix::errno::Errno::EIO))
         })
     }
 }
