@@ -144,7 +144,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
     let mut rng = faults::test_rng(env.seed, &test.name);
     let deadline = Deadline::after_ms(test.timeout_ms);
     for round in 1..=test.rounds {
-        let end = match run_round(env, test, round, &mut rng, deadline) {
+        let end = match run_round(env, test, &mut rng, deadline) {
             Ok(end) => end,
             Err(e) => {
                 result.status = Status::Error;
@@ -202,7 +202,6 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
 fn run_round(
     env: &ScenarioEnv<'_>,
     test: &Test,
-    round: u32,
     rng: &mut fastrand::Rng,
     deadline: Deadline,
 ) -> Result<RoundEnd, String> {
@@ -239,7 +238,6 @@ fn run_round(
     if let Some(procs) = test.rlimits.processes {
         faults_active.push(format!("processes limited to {procs} (RLIMIT_NPROC)"));
     }
-    let _ = round;
     let mut scenario = Scenario {
         env,
         test,
