@@ -92,10 +92,7 @@ impl SignalStorm {
 
     /// Runs the storm on a thread of its own.
     pub fn spawn(self, stop: Arc<AtomicBool>) -> JoinHandle<u32> {
-        std::thread::Builder::new()
-            .name("signal-storm".into())
-            .spawn(move || self.run(&stop))
-            .expect("spawn storm thread")
+        in_background("signal-storm", move || self.run(&stop))
     }
 }
 
@@ -233,12 +230,19 @@ impl Pauses {
         done
     }
 
+    /// Runs the pauses on a thread of its own.
     pub fn spawn(self, stop: Arc<AtomicBool>) -> JoinHandle<u32> {
-        std::thread::Builder::new()
-            .name("pauses".into())
-            .spawn(move || self.run(&stop))
-            .expect("spawn pause thread")
+        in_background("pauses", move || self.run(&stop))
     }
+}
+
+/// A background fault injection's thread, returning how many faults it
+/// delivered.
+fn in_background(name: &str, run: impl FnOnce() -> u32 + Send + 'static) -> JoinHandle<u32> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(run)
+        .expect("spawn a fault injection thread")
 }
 
 /// Waits out a seeded gap between injected faults. This is pacing, the point
