@@ -7,13 +7,24 @@
 //! recompiled per submission. A compile error is a graded result
 //! ([`BuildResult::Failed`]); only a failure of the machinery (cargo missing,
 //! dependencies not fetchable) is a [`BuildError`].
+//!
+//! Compiling is running student code of a kind: `include_str!` and
+//! `include_bytes!` read any file the compiler can. Where the kernel allows
+//! it, cargo runs in a jail of its own ([`enter_jail`]): a mount namespace
+//! in which the course's reference solutions and specs are covered by empty
+//! mounts, no network, and a PID namespace with its own `/proc` (so that
+//! `/proc/1/root` is the jail's root, not the host's). The student's
+//! `build.rs`, manifest and anything outside `src/` are never used at all.
 
+use std::ffi::CString;
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cargo_metadata::Message;
@@ -130,27 +141,28 @@ pub fn build(
     let target_dir = work.join("build");
     fetch(&staged_manifest, &target_dir)?;
 
-    let mut cmd = Command::new(cargo());
-    cmd.args([
-        "build",
-        "--offline",
-        "--locked",
-        "--message-format=json",
-        "--bin",
-        &spec.task.binary,
-    ])
-    .arg("--manifest-path")
-    .arg(&staged_manifest)
-    .arg("--target-dir")
-    .arg(&target_dir)
-    .env("CARGO_TERM_COLOR", "never")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| BuildError(format!("cannot run cargo: {e}")))?;
+    let command = || {
+        let mut cmd = Command::new(cargo());
+        cmd.args([
+            "build",
+            "--offline",
+            "--locked",
+            "--message-format=json",
+            "--bin",
+            &spec.task.binary,
+        ])
+        .arg("--manifest-path")
+        .arg(&staged_manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_TERM_COLOR", "never")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+        cmd
+    };
+    let mut child = spawn_jailed(command, course, spec.limits.build_timeout_s)?;
     let out_reader = read_capped(child.stdout.take().expect("piped"));
     let err_reader = read_capped(child.stderr.take().expect("piped"));
     let timeout = Duration::from_secs(spec.limits.build_timeout_s);
@@ -213,6 +225,153 @@ pub fn build(
             Ok(failed(diagnostics))
         }
     }
+}
+
+/// Set once a jail could not be made, with the reason.
+static JAIL_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// How builds are contained on this machine, for the report header.
+pub fn isolation() -> &'static str {
+    if JAIL_FAILED.load(Ordering::Relaxed) {
+        "NOT ACTIVE: a jail for the build (no namespaces): the compiler can read any file the grader's user can; the build is bounded by its timeout and by limits on CPU and file size"
+    } else {
+        "build: only src/ is taken (never build.rs or a manifest of the student's), compiled offline in private mount, network and PID namespaces with the reference solutions and specs hidden, under limits on time, CPU and file size"
+    }
+}
+
+/// Starts the build in a jail, or, where the kernel refuses namespaces,
+/// without one (remembering that, for [`isolation`]).
+fn spawn_jailed(
+    command: impl Fn() -> Command,
+    course: &Course,
+    timeout_s: u64,
+) -> Result<Child, BuildError> {
+    let limits = [
+        (libc::RLIMIT_CPU, timeout_s + 5),
+        (libc::RLIMIT_FSIZE, 4 << 30),
+        (libc::RLIMIT_CORE, 0),
+    ];
+    let set_limits = move || {
+        for (resource, value) in limits {
+            let rl = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            // SAFETY: setrlimit on a plain struct.
+            if unsafe { libc::setrlimit(resource, &rl) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    let run = |mut cmd: Command| {
+        cmd.spawn()
+            .map_err(|e| BuildError(format!("cannot run cargo: {e}")))
+    };
+    if !JAIL_FAILED.load(Ordering::Relaxed) {
+        let hidden: Vec<CString> = ["solutions", "specs"]
+            .iter()
+            .map(|d| course.root.join(d))
+            .filter_map(|p| fs::canonicalize(p).ok())
+            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
+            .collect();
+        let mut cmd = command();
+        // SAFETY: the closure runs in the forked child before exec and makes
+        // raw system calls only, on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                set_limits()?;
+                enter_jail(&hidden)
+            });
+        }
+        match cmd.spawn() {
+            Ok(child) => return Ok(child),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EPERM)
+                    || e.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                JAIL_FAILED.store(true, Ordering::Relaxed);
+            }
+            Err(e) => return Err(BuildError(format!("cannot run cargo: {e}"))),
+        }
+    }
+    let mut cmd = command();
+    // SAFETY: as above.
+    unsafe { cmd.pre_exec(set_limits) };
+    run(cmd)
+}
+
+fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Puts the child that will exec cargo into the build's jail: new mount,
+/// network and PID namespaces, `hidden` covered by empty read-only mounts.
+///
+/// A new PID namespace takes effect for children, so the child forks once
+/// more: the grandchild, process 1 of the namespace, mounts its own `/proc`
+/// and goes on to exec cargo; the child waits for it and exits with its
+/// status, so the grader sees cargo's exit as usual. Both die with the
+/// grader (parent-death signal), and process 1's death takes every process
+/// of the namespace with it.
+///
+/// # Safety
+/// For `pre_exec` only: raw system calls on prepared data.
+unsafe fn enter_jail(hidden: &[CString]) -> std::io::Result<()> {
+    check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+    check(libc::unshare(
+        libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWPID,
+    ))?;
+    check(libc::mount(
+        std::ptr::null(),
+        c"/".as_ptr(),
+        std::ptr::null(),
+        libc::MS_REC | libc::MS_PRIVATE,
+        std::ptr::null(),
+    ))?;
+    for dir in hidden {
+        check(libc::mount(
+            c"tmpfs".as_ptr(),
+            dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+            c"mode=0555,size=4k".as_ptr().cast(),
+        ))?;
+    }
+    // A raw fork: no atfork handlers run in this child of a threaded parent.
+    let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0);
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+        check(libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ))?;
+        return Ok(());
+    }
+    let mut status = 0;
+    loop {
+        let rc = libc::waitpid(pid as libc::pid_t, &mut status, 0);
+        if rc == pid as libc::pid_t {
+            break;
+        }
+        if rc < 0 && *libc::__errno_location() != libc::EINTR {
+            libc::_exit(127);
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::_exit(libc::WEXITSTATUS(status));
+    }
+    libc::_exit(128 + libc::WTERMSIG(status));
 }
 
 fn cargo() -> PathBuf {

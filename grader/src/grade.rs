@@ -3,11 +3,13 @@
 //! in parallel; it owns no global state and writes nothing outside its own
 //! scratch directories and the shared build cache.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::builder::{self, BuildResult};
 use crate::course::Course;
+use crate::harness::Confinement;
 use crate::report;
 use crate::result::{BuildSummary, Environment, Outcome, Report, Status, TestResult};
 use crate::scenario::{self, ScenarioEnv};
@@ -106,8 +108,11 @@ pub fn grade(
         duration_ms: 0,
     };
 
+    // The binaries student processes run: readable and executable by the
+    // unprivileged user they run as, mounted read-only in their sandbox.
     let scratch = match tempfile::Builder::new()
         .prefix("cargo-grade-bin-")
+        .permissions(std::fs::Permissions::from_mode(0o755))
         .tempdir()
     {
         Ok(dir) => dir,
@@ -156,7 +161,15 @@ pub fn grade(
         ));
     }
     let shim = if tests.iter().any(|t| t.io_faults.is_some()) {
-        match crate::shim::ensure_built(&course.root, &course.work_dir()) {
+        let built = crate::shim::ensure_built(&course.root, &course.work_dir());
+        // A copy beside the binary: the course's build directory is hidden.
+        let copied = built.and_then(|path| {
+            let copy = scratch.path().join(path.file_name().unwrap_or_default());
+            std::fs::copy(&path, &copy)
+                .map(|_| copy)
+                .map_err(|e| format!("cannot copy {}: {e}", path.display()))
+        });
+        match copied {
             Ok(path) => Some(path),
             Err(e) => {
                 return Ok(ungradable(
@@ -170,12 +183,26 @@ pub fn grade(
     } else {
         None
     };
+    let confinement = Confinement {
+        hidden: [
+            course.root.clone(),
+            course.work_dir(),
+            submission.to_owned(),
+        ]
+        .into_iter()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect(),
+        readonly: vec![scratch.path().to_owned()],
+        disk_bytes: spec.limits.disk_mib << 20,
+    };
     let env = ScenarioEnv {
         binary: &binary,
         seed: opts.seed,
         output_limit: spec.limits.output_limit_bytes,
         helper: &helper,
         shim: shim.as_deref(),
+        limits: &spec.limits,
+        confinement: &confinement,
     };
     for test in tests {
         let mut result = scenario::run_test(&env, test);
@@ -200,12 +227,51 @@ pub fn grade(
             isolation.describe()
         );
     }
+    if let Some(t) = report.tests.iter().find(|t| !t.protections.is_empty()) {
+        let mut lines = t.protections.clone();
+        lines.push(format!(
+            "output captured up to {} KiB per stream, the rest drained and dropped",
+            spec.limits.output_limit_bytes >> 10
+        ));
+        lines.extend(grader_protections());
+        report.environment.protections = lines;
+    }
     if let Some(t) = report.tests.iter().find(|t| t.status == Status::Error) {
         report.outcome =
             Outcome::Ungradable(format!("test {} could not be run: {}", t.name, t.output));
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
+    report.environment.grader_peak_rss_kib = peak_rss_kib();
     Ok(report)
+}
+
+/// What the grader itself does to contain every test, and the build.
+fn grader_protections() -> Vec<String> {
+    let mut lines = vec![builder::isolation().to_owned()];
+    // SAFETY: prctl with PR_GET_CHILD_SUBREAPER writes one int.
+    let mut subreaper: libc::c_int = 0;
+    unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut subreaper) };
+    lines.push(if subreaper != 0 {
+        "the grader is a child subreaper: daemons stay its descendants; every process of a test is killed at its end; student processes die with the grader (PR_SET_PDEATHSIG)".into()
+    } else {
+        "NOT ACTIVE: child subreaper; every process group of a test is still killed at its end, and student processes die with the grader (PR_SET_PDEATHSIG)".into()
+    });
+    lines
+}
+
+/// The grader's peak resident set size (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// The command that reruns one test exactly.
@@ -243,6 +309,7 @@ fn not_run(test: &Test, why: &str, opts: &GradeOptions, task: &str) -> TestResul
         leftovers: Vec::new(),
         isolation: None,
         isolation_note: None,
+        protections: Vec::new(),
         reproduce: reproduce(task, opts, &test.name),
         duration_ms: 0,
     }
@@ -276,5 +343,7 @@ fn environment() -> Environment {
         isolation: "each program in its own process group and scratch directory; \
                     the whole group is killed at the end of every test"
             .into(),
+        protections: Vec::new(),
+        grader_peak_rss_kib: peak_rss_kib(),
     }
 }

@@ -58,6 +58,12 @@ pub struct Environment {
     pub kernel: String,
     /// The isolation each test ran under, in words.
     pub isolation: String,
+    /// Every protection that was in force, one line each; a line starting
+    /// `NOT ACTIVE` names one this machine did not allow, and why.
+    pub protections: Vec<String>,
+    /// The grader's own peak resident memory (VmHWM), in KiB: flooding or
+    /// hostile submissions must not grow it.
+    pub grader_peak_rss_kib: u64,
 }
 
 /// The status of one test.
@@ -114,6 +120,10 @@ pub struct TestResult {
     /// Why namespaces were not used, when they were not.
     #[serde(skip)]
     pub isolation_note: Option<String>,
+    /// The protections its processes ran under (summarised in
+    /// `environment.protections`).
+    #[serde(skip)]
+    pub protections: Vec<String>,
     /// The one command that reproduces this test.
     pub reproduce: String,
     pub duration_ms: u64,

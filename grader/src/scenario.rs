@@ -19,13 +19,14 @@ use crate::harness::deadline::poll_until;
 use crate::harness::leftovers::{Baseline, Leftovers, Scope};
 use crate::harness::procfs::{self, Syscall};
 use crate::harness::{
-    CapturedStream, Deadline, ExitState, Isolation, LineWait, Program, ResourceLimit, Sandbox,
-    SpawnOptions,
+    Budget, CapturedStream, Confinement, Deadline, ExitState, Identity, Isolation, LineWait,
+    Program, ResourceLimit, Sandbox, SpawnOptions,
 };
 use crate::result::{Failure, Status, TestResult};
 use crate::signals;
 use crate::spec::{
-    Action, Counted, CpuPlacement, LineCheck, NumberCheck, Step, StreamName, Target, Test, Value,
+    Action, Counted, CpuPlacement, Limits, LineCheck, NumberCheck, Step, StreamName, Target, Test,
+    Value,
 };
 
 /// What a scenario needs besides the test itself.
@@ -39,6 +40,10 @@ pub struct ScenarioEnv<'a> {
     pub helper: &'a Path,
     /// The I/O fault shim (an LD_PRELOAD library), when a test needs it.
     pub shim: Option<&'a Path>,
+    /// The spec's `[limits]`: each test's [`Budget`] comes from them.
+    pub limits: &'a Limits,
+    /// What the round's namespaces hide and show.
+    pub confinement: &'a Confinement,
 }
 
 /// Why a step did not pass.
@@ -99,6 +104,10 @@ struct Scenario<'a> {
     /// Names of the processes that are the grader's own peers.
     peers: Vec<String>,
     cpus: Option<Vec<usize>>,
+    /// The submission's resource limits.
+    limits: Vec<ResourceLimit>,
+    /// Every process group started in this round (submission and peers).
+    groups: Vec<nix::unistd::Pid>,
     vars: BTreeMap<String, i64>,
     rng: &'a mut fastrand::Rng,
     background: Vec<Background>,
@@ -118,6 +127,7 @@ struct RoundEnd {
     leftovers: Vec<String>,
     isolation: Isolation,
     isolation_note: Option<String>,
+    protections: Vec<String>,
 }
 
 /// Runs `test` and reports its result. `reproduce` and `output` are left for
@@ -138,6 +148,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
         leftovers: Vec::new(),
         isolation: None,
         isolation_note: None,
+        protections: Vec::new(),
         reproduce: String::new(),
         duration_ms: 0,
     };
@@ -154,6 +165,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
         };
         result.isolation = Some(end.isolation);
         result.isolation_note = end.isolation_note;
+        result.protections = end.protections;
         let label = |line: String| {
             if test.rounds > 1 {
                 format!("round {round} of {}: {line}", test.rounds)
@@ -209,7 +221,16 @@ fn run_round(
         .prefix("cargo-grade-")
         .tempdir()
         .map_err(|e| format!("could not create a scratch directory: {e}"))?;
-    let sandbox = Sandbox::new(env.helper);
+    let identity = Identity::for_round();
+    let sandbox = Sandbox::new(env.helper, env.confinement, workdir.path(), identity);
+    let budget = Budget::for_test(env.limits, test);
+    // RLIMIT_NPROC counts every process of the user: a user of the round's
+    // own has none yet; the grader's user has its own already.
+    let already_running = match sandbox.identity() {
+        Some(_) => 0,
+        // SAFETY: getuid cannot fail.
+        None => crate::harness::limits::tasks_of_user(unsafe { libc::getuid() }),
+    };
     let n = ROUNDS_STARTED.fetch_add(1, Ordering::Relaxed);
     let token = format!("cg{}x{n}", std::process::id());
     let key = sysv_key(&token);
@@ -218,6 +239,7 @@ fn run_round(
         sandbox: &sandbox,
         token: &token,
         key,
+        groups: &[],
     });
     let mut faults_active = Vec::new();
     let cpus = match test.cpus {
@@ -249,6 +271,8 @@ fn run_round(
         processes: Vec::new(),
         peers: Vec::new(),
         cpus,
+        limits: budget.rlimits(already_running),
+        groups: Vec::new(),
         vars: BTreeMap::new(),
         rng,
         background: Vec::new(),
@@ -285,6 +309,11 @@ fn run_round(
         leftovers,
         isolation: scenario.sandbox.isolation(),
         isolation_note: scenario.sandbox.fallback_reason().map(str::to_owned),
+        protections: {
+            let mut lines = scenario.sandbox.protections();
+            lines.push(budget.describe());
+            lines
+        },
     })
 }
 
@@ -393,6 +422,7 @@ impl Scenario<'_> {
             self.env.output_limit,
         );
         opts.sandbox = self.sandbox.join_fds();
+        opts.user = self.sandbox.identity();
         let shown = match peer {
             Some(kind) => {
                 opts.program = self.env.helper.to_owned();
@@ -404,7 +434,7 @@ impl Scenario<'_> {
             }
             None => {
                 opts.cpus = self.cpus.clone();
-                opts.limits = self.resource_limits();
+                opts.limits = self.limits.clone();
                 opts.env = self.io_fault_env()?;
                 format!(
                     "`{}`",
@@ -430,25 +460,9 @@ impl Scenario<'_> {
         if peer.is_some() {
             self.peers.push(name.to_owned());
         }
+        self.groups.push(program.pid());
         self.processes.push(program);
         Ok(())
-    }
-
-    fn resource_limits(&self) -> Vec<ResourceLimit> {
-        let mut limits = Vec::new();
-        if let Some(n) = self.test.rlimits.open_files {
-            limits.push(ResourceLimit {
-                resource: libc::RLIMIT_NOFILE,
-                value: n,
-            });
-        }
-        if let Some(n) = self.test.rlimits.processes {
-            limits.push(ResourceLimit {
-                resource: libc::RLIMIT_NPROC,
-                value: n,
-            });
-        }
-        limits
     }
 
     /// The environment that loads the fault shim into a submission process,
@@ -500,6 +514,7 @@ impl Scenario<'_> {
             64 * 1024,
         );
         opts.sandbox = self.sandbox.join_fds();
+        opts.user = self.sandbox.identity();
         self.actions.push(format!(
             "left a stale {kind} {} behind, as a crashed earlier run would",
             args.join(" ")
@@ -510,6 +525,7 @@ impl Scenario<'_> {
         ));
         let mut maker = Program::spawn("stale", &opts)
             .map_err(|e| StepFailure::error(format!("could not create the stale {kind}: {e}")))?;
+        self.groups.push(maker.pid());
         match maker.wait_exit(deadline) {
             Some(ExitState::Code(0)) => Ok(()),
             other => {
@@ -856,7 +872,7 @@ impl Scenario<'_> {
     ) -> Result<(), StepFailure> {
         self.actions
             .push(format!("waited for the file {path:?} to appear"));
-        let full = self.workdir.path().join(path);
+        let full = self.sandbox.view(&self.workdir.path().join(path));
         let begun = Instant::now();
         if poll_until(deadline, || full.symlink_metadata().is_ok().then_some(())).is_some() {
             return Ok(());
@@ -1025,6 +1041,7 @@ impl Scenario<'_> {
             sandbox: &self.sandbox,
             token: &self.token,
             key: self.key,
+            groups: &self.groups,
         }
     }
 

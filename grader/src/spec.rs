@@ -58,6 +58,24 @@ pub struct Limits {
     /// Captured bytes per stream per process; the rest is drained and dropped.
     #[serde(default = "default_output_limit")]
     pub output_limit_bytes: usize,
+    /// Writable private memory of each student process (`RLIMIT_DATA`:
+    /// heap and anonymous mappings, not the address space glibc reserves
+    /// for thread arenas, so multi-threaded servers are not penalised).
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Processes and threads of one test's student user (`RLIMIT_NPROC`).
+    #[serde(default = "default_processes")]
+    pub processes: u64,
+    /// Open files of each student process (`RLIMIT_NOFILE`).
+    #[serde(default = "default_open_files")]
+    pub open_files: u64,
+    /// Largest file a student process may write (`RLIMIT_FSIZE`).
+    #[serde(default = "default_file_size_mib")]
+    pub file_size_mib: u64,
+    /// Size of each test's scratch directory (a tmpfs, where namespaces
+    /// allow), and of its private `/tmp` and `/dev/shm`.
+    #[serde(default = "default_disk_mib")]
+    pub disk_mib: u64,
 }
 
 fn default_build_timeout_s() -> u64 {
@@ -72,6 +90,21 @@ fn default_step_timeout_ms() -> u64 {
 fn default_output_limit() -> usize {
     4 << 20
 }
+fn default_memory_mib() -> u64 {
+    1024
+}
+fn default_processes() -> u64 {
+    256
+}
+fn default_open_files() -> u64 {
+    1024
+}
+fn default_file_size_mib() -> u64 {
+    64
+}
+fn default_disk_mib() -> u64 {
+    256
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -80,6 +113,11 @@ impl Default for Limits {
             test_timeout_ms: default_test_timeout_ms(),
             step_timeout_ms: default_step_timeout_ms(),
             output_limit_bytes: default_output_limit(),
+            memory_mib: default_memory_mib(),
+            processes: default_processes(),
+            open_files: default_open_files(),
+            file_size_mib: default_file_size_mib(),
+            disk_mib: default_disk_mib(),
         }
     }
 }
@@ -490,6 +528,11 @@ impl Spec {
             ("test_timeout_ms", limits.test_timeout_ms),
             ("step_timeout_ms", limits.step_timeout_ms),
             ("output_limit_bytes", limits.output_limit_bytes as u64),
+            ("memory_mib", limits.memory_mib),
+            ("processes", limits.processes),
+            ("open_files", limits.open_files),
+            ("file_size_mib", limits.file_size_mib),
+            ("disk_mib", limits.disk_mib),
         ] {
             if value == 0 {
                 let line = text

@@ -45,6 +45,7 @@ fn host(workdir: &Path) -> Scope<'_> {
         sandbox: &HOST,
         token: &TOKEN,
         key: libc::IPC_PRIVATE,
+        groups: &[],
     }
 }
 

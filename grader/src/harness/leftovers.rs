@@ -45,6 +45,10 @@ pub struct Scope<'a> {
     pub token: &'a str,
     /// In the host's namespaces: the System V key that is the test's.
     pub key: i32,
+    /// Every process group the test started (the submission's and the
+    /// grader's peers'). A process of the test's own user outside all of
+    /// them left its group on purpose (`setsid`, a daemon).
+    pub groups: &'a [Pid],
 }
 
 impl Scope<'_> {
@@ -56,8 +60,21 @@ impl Scope<'_> {
         self.sandbox.isolation() == Isolation::Namespaces || key == self.key
     }
 
+    /// FIFOs and sockets under the scratch directory, named as the test's
+    /// processes name them.
+    fn special_files(&self) -> Vec<SpecialFile> {
+        let seen_from = self.sandbox.view(self.workdir);
+        let mut files = special_files_under(&seen_from);
+        for file in &mut files {
+            if let Ok(rest) = file.path.strip_prefix(&seen_from) {
+                file.path = self.workdir.join(rest);
+            }
+        }
+        files
+    }
+
     fn shm_entries(&self) -> Vec<ShmEntry> {
-        dev_shm_entries(self.sandbox.dev_shm())
+        dev_shm_entries(&self.sandbox.dev_shm())
             .into_iter()
             .filter(|e| self.owns_shm(&e.name))
             .collect()
@@ -100,7 +117,7 @@ pub struct Baseline {
 impl Baseline {
     pub fn capture(scope: &Scope<'_>) -> Baseline {
         let mut special_files = HashSet::new();
-        for file in special_files_under(scope.workdir) {
+        for file in scope.special_files() {
             special_files.insert((file.path, file.id));
         }
         Baseline {
@@ -162,7 +179,7 @@ impl Leftovers {
     pub fn find(baseline: &Baseline, scope: &Scope<'_>, pgids: &[Pid]) -> Leftovers {
         let mut fifos = Vec::new();
         let mut sockets = Vec::new();
-        for file in special_files_under(scope.workdir) {
+        for file in scope.special_files() {
             if baseline
                 .special_files
                 .contains(&(file.path.clone(), file.id))
@@ -197,8 +214,17 @@ impl Leftovers {
             .copied()
             .filter(|&g| g != own && g.as_raw() > 1)
             .collect();
+        let escaped: Vec<i32> = scope
+            .sandbox
+            .identity()
+            .map(|id| id.processes())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, group)| !scope.groups.contains(group))
+            .map(|(pid, _)| pid.as_raw())
+            .collect();
         let mut leftovers = Leftovers {
-            processes: processes_of(&pgids),
+            processes: processes_of(&pgids, &escaped),
             fifos,
             sockets,
             posix_shm,
@@ -285,7 +311,11 @@ impl Leftovers {
     /// or their exit status may be taken from them.
     pub fn remove(&self, scope: &Scope<'_>) -> Vec<String> {
         let mut failures = kill_and_reap(&self.processes);
-        let files = self.fifos.iter().chain(&self.sockets).cloned();
+        let files = self
+            .fifos
+            .iter()
+            .chain(&self.sockets)
+            .map(|path| scope.sandbox.view(path));
         let shm = self
             .posix_shm
             .iter()
@@ -531,9 +561,10 @@ fn all_processes() -> Vec<Stat> {
 /// moved (`setsid`, `setpgid`), never the grader itself. A descendant whose
 /// parent already died was re-parented to the grader (a subreaper) and can
 /// no longer be told from the grader's other children: it is found only
-/// while it stays in its group.
-fn processes_of(pgids: &[Pid]) -> Vec<LeftProcess> {
-    if pgids.is_empty() {
+/// while it stays in its group, or, when the test has a user of its own,
+/// by that user (`escaped`: its pids outside every group of the test).
+fn processes_of(pgids: &[Pid], escaped: &[i32]) -> Vec<LeftProcess> {
+    if pgids.is_empty() && escaped.is_empty() {
         return Vec::new();
     }
     let me = std::process::id() as i32;
@@ -545,7 +576,7 @@ fn processes_of(pgids: &[Pid]) -> Vec<LeftProcess> {
     let mut included: HashSet<i32> = HashSet::new();
     let mut pending: Vec<&Stat> = all
         .iter()
-        .filter(|p| pgids.iter().any(|g| g.as_raw() == p.pgid))
+        .filter(|p| pgids.iter().any(|g| g.as_raw() == p.pgid) || escaped.contains(&p.pid))
         .collect();
     let mut found = Vec::new();
     while let Some(p) = pending.pop() {
@@ -606,7 +637,10 @@ fn kill_and_reap(processes: &[LeftProcess]) -> Vec<String> {
             reap(Pid::from_raw(p.pid));
         }
         // A member forked while the group was being killed gets killed too.
-        let alive = processes_of(&groups.iter().map(|&g| Pid::from_raw(g)).collect::<Vec<_>>());
+        let alive = processes_of(
+            &groups.iter().map(|&g| Pid::from_raw(g)).collect::<Vec<_>>(),
+            &[],
+        );
         if alive.iter().any(|p| !p.zombie) {
             kill_all();
         }

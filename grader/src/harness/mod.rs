@@ -8,13 +8,17 @@
 //! notification for.
 
 pub mod deadline;
+pub mod identity;
 pub mod leftovers;
+pub mod limits;
 pub mod output;
 pub mod process;
 pub mod procfs;
 pub mod sandbox;
 
 pub use deadline::Deadline;
+pub use identity::Identity;
+pub use limits::{Budget, ResourceLimit};
 pub use output::{CapturedStream, LineWait};
-pub use process::{ExitState, Program, ResourceLimit, SpawnOptions};
-pub use sandbox::{Isolation, Sandbox};
+pub use process::{ExitState, Program, SpawnOptions};
+pub use sandbox::{Confinement, Isolation, Sandbox};

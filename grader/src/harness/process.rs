@@ -18,6 +18,8 @@ use nix::unistd::Pid;
 use wait_timeout::ChildExt;
 
 use super::deadline::{poll_until, Deadline};
+use super::identity::Identity;
+use super::limits::ResourceLimit;
 use super::output::CapturedStream;
 use super::sandbox::JoinFds;
 
@@ -37,6 +39,8 @@ pub struct SpawnOptions {
     pub cpus: Option<Vec<usize>>,
     /// Resource limits, set in the child before `exec`.
     pub limits: Vec<ResourceLimit>,
+    /// The user to run as (the grader's own if `None`).
+    pub user: Option<Identity>,
 }
 
 impl SpawnOptions {
@@ -51,15 +55,9 @@ impl SpawnOptions {
             sandbox: None,
             cpus: None,
             limits: Vec::new(),
+            user: None,
         }
     }
-}
-
-/// One `setrlimit` (soft and hard limit alike).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResourceLimit {
-    pub resource: libc::__rlimit_resource_t,
-    pub value: u64,
 }
 
 /// How a program ended.
@@ -144,6 +142,7 @@ impl Program {
         let cwd = std::ffi::CString::new(opts.workdir.as_os_str().as_bytes())
             .map_err(|_| std::io::Error::other("working directory contains a NUL byte"))?;
         let limits = opts.limits.clone();
+        let user = opts.user;
         // SAFETY: a cpu_set_t is plain bits; zeroed is the empty set.
         let mut cpu_set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         let pin = opts.cpus.as_ref().map(|cpus| {
@@ -156,8 +155,8 @@ impl Program {
         });
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe system calls (prctl, sigprocmask, signal,
-        // setns, chdir, setrlimit, sched_setaffinity) on data prepared
-        // before the fork.
+        // setns, chdir, setrlimit, sched_setaffinity, setgroups, setresgid,
+        // setresuid) on data prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(fds) = sandbox {
@@ -178,8 +177,14 @@ impl Program {
                 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // Namespaces and limits first: they need root, which
+                // this gives up for good.
+                if let Some(user) = user {
+                    user.become_in_child()?;
+                }
                 // Die with the grader: a killed grader must not leave
-                // student programs running.
+                // student programs running. (After the change of user,
+                // which clears the parent-death signal.)
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

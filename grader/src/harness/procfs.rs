@@ -131,6 +131,37 @@ pub fn fd_count(pid: Pid) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
+/// The real uid in the text of `/proc/PID/status` (`Uid: real effective ...`).
+pub fn real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Processes (not zombies) whose real uid is `uid`, with their process group.
+pub fn processes_of_user(uid: u32) -> Vec<(Pid, Pid)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|s| real_uid(&s) == Some(uid))
+        })
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (state, _, pgid) = parse_stat_fields(&stat)?;
+            (state != 'Z').then_some((Pid::from_raw(pid), Pid::from_raw(pgid)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,32 +1,44 @@
-//! Per-test isolation of IPC: where the kernel allows it, every test runs in
-//! a fresh IPC namespace (its own System V queues, semaphores and segments)
-//! and a fresh mount namespace with a private tmpfs on `/dev/shm` (its own
-//! POSIX shared memory and named semaphores). Parallel grading runs then
-//! cannot see or break each other's objects, nothing leaks to the host, and
-//! whatever a test leaves behind dies with it.
+//! Per-test isolation: where the kernel allows it, every test round runs in
+//! fresh namespaces of its own:
+//!
+//! - IPC: its own System V queues, semaphores and segments;
+//! - mount: private tmpfs on `/dev/shm` (POSIX shared memory and named
+//!   semaphores), `/tmp`, `/var/tmp` and `/run/lock`; the scratch directory is a tmpfs of
+//!   bounded size (a disk filler fills only that); the course (reference
+//!   solutions, specs, other builds) and the submission's sources are
+//!   covered by empty read-only mounts; the binaries are mounted read-only;
+//! - network: nothing but loopback (Unix sockets work as always).
+//!
+//! Parallel grading runs then cannot see or break each other's objects,
+//! nothing leaks to the host, and whatever a test leaves behind dies with it.
 //!
 //! The namespaces are held open by a small *holder* process (the grader's
 //! own binary, `cargo-grade peer hold`, which waits for its stdin to close).
 //! Every process of the test joins them with `setns` before `exec`, so a
 //! submission and the grader's peers see the same objects. The grader
-//! itself stays in the host namespaces: it reads the test's `/dev/shm`
-//! through `/proc/HOLDER/root/dev/shm` and its System V objects from a
-//! short-lived thread that joins the IPC namespace.
+//! itself stays in the host namespaces: it reads the test's files (the
+//! scratch directory, `/dev/shm`) through `/proc/HOLDER/root` ([`Sandbox::view`])
+//! and its System V objects from a short-lived thread that joins the IPC
+//! namespace.
 //!
 //! Where namespaces cannot be created (no `CAP_SYS_ADMIN`, say), the test
 //! runs in the host namespaces and isolation rests on names alone: every
 //! name and key a spec hands to a program contains a token unique to the run
 //! (`{run}`, `{key}`). The report says which isolation was used.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
+
+use super::identity::Identity;
 
 /// Which isolation a test ran under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,15 +65,31 @@ impl Isolation {
 
 /// Set once namespaces have failed, so later tests do not try again.
 static NAMESPACES_FAILED: AtomicBool = AtomicBool::new(false);
+/// Set once a network namespace has failed (IPC and mount may still work).
+static NETWORK_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// What every round of one grade hides and shows (the same for all rounds).
+#[derive(Debug, Clone, Default)]
+pub struct Confinement {
+    /// Directories student processes must not see at all: the course (its
+    /// reference solutions, specs and builds) and the submission's sources.
+    pub hidden: Vec<PathBuf>,
+    /// Directories they may read and execute but not change: where the
+    /// binaries they run are.
+    pub readonly: Vec<PathBuf>,
+    /// Size of the scratch directory, `/tmp` and `/dev/shm` (each a tmpfs).
+    pub disk_bytes: u64,
+}
 
 /// The file descriptors a child needs to join a sandbox (`setns`).
 #[derive(Debug, Clone, Copy)]
 pub struct JoinFds {
     pub ipc: RawFd,
     pub mnt: RawFd,
+    pub net: Option<RawFd>,
 }
 
-/// One test's sandbox.
+/// One test round's sandbox.
 pub struct Sandbox {
     isolation: Isolation,
     /// Why namespaces were not used, when they were not.
@@ -69,11 +97,16 @@ pub struct Sandbox {
     holder: Option<Child>,
     ipc: Option<OwnedFd>,
     mnt: Option<OwnedFd>,
-    dev_shm: PathBuf,
+    net: Option<OwnedFd>,
+    /// `/proc/HOLDER/root`: the round's files as the grader reaches them.
+    root: Option<PathBuf>,
+    identity: Option<Identity>,
+    disk_bytes: u64,
+    hides_course: bool,
 }
 
 impl Sandbox {
-    /// The host's namespaces, no holder.
+    /// The host's namespaces, no holder, no user of its own.
     pub fn host() -> Sandbox {
         Sandbox {
             isolation: Isolation::UniqueNames,
@@ -81,70 +114,85 @@ impl Sandbox {
             holder: None,
             ipc: None,
             mnt: None,
-            dev_shm: PathBuf::from("/dev/shm"),
+            net: None,
+            root: None,
+            identity: None,
+            disk_bytes: 0,
+            hides_course: false,
         }
     }
 
-    /// A fresh sandbox: namespaces if they can be made (and
-    /// `CARGO_GRADE_ISOLATION` is not `none`), else the host.
+    /// A fresh sandbox for a round whose scratch directory is `workdir` and
+    /// whose processes run as `identity`: namespaces if they can be made
+    /// (and `CARGO_GRADE_ISOLATION` is not `none`), else the host's.
     /// `helper` is the grader binary, which runs the holder.
-    pub fn new(helper: &Path) -> Sandbox {
-        if std::env::var_os("CARGO_GRADE_ISOLATION").is_some_and(|v| v == "none") {
+    pub fn new(
+        helper: &Path,
+        confinement: &Confinement,
+        workdir: &Path,
+        identity: Option<Identity>,
+    ) -> Sandbox {
+        let fallback = |why: String| {
             let mut s = Sandbox::host();
-            s.fallback_reason = Some("CARGO_GRADE_ISOLATION=none".into());
-            return s;
+            s.identity = identity;
+            s.fallback_reason = Some(why);
+            // Without a tmpfs of its own, the scratch directory is the host
+            // directory: the round's user must own it.
+            if let Some(id) = identity {
+                let _ = std::os::unix::fs::chown(workdir, Some(id.uid), Some(id.gid));
+            }
+            s
+        };
+        if std::env::var_os("CARGO_GRADE_ISOLATION").is_some_and(|v| v == "none") {
+            return fallback("CARGO_GRADE_ISOLATION=none".into());
         }
         if NAMESPACES_FAILED.load(Ordering::Relaxed) {
-            let mut s = Sandbox::host();
-            s.fallback_reason = Some("namespaces failed earlier in this run".into());
-            return s;
+            return fallback("namespaces failed earlier in this run".into());
         }
-        match Sandbox::with_namespaces(helper) {
-            Ok(s) => s,
-            Err(e) => {
-                NAMESPACES_FAILED.store(true, Ordering::Relaxed);
-                let mut s = Sandbox::host();
-                s.fallback_reason = Some(e);
-                s
+        let with_net = !NETWORK_FAILED.load(Ordering::Relaxed);
+        let attempt = Sandbox::with_namespaces(helper, confinement, workdir, identity, with_net);
+        let attempt = match attempt {
+            Err(_) if with_net => {
+                NETWORK_FAILED.store(true, Ordering::Relaxed);
+                Sandbox::with_namespaces(helper, confinement, workdir, identity, false)
             }
-        }
+            other => other,
+        };
+        attempt.unwrap_or_else(|e| {
+            NAMESPACES_FAILED.store(true, Ordering::Relaxed);
+            fallback(e)
+        })
     }
 
-    fn with_namespaces(helper: &Path) -> Result<Sandbox, String> {
+    fn with_namespaces(
+        helper: &Path,
+        confinement: &Confinement,
+        workdir: &Path,
+        identity: Option<Identity>,
+        with_net: bool,
+    ) -> Result<Sandbox, String> {
+        let plan = MountPlan::new(confinement, workdir, identity)?;
         let mut cmd = Command::new(helper);
         cmd.args(["peer", "hold"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0);
+        let mut flags = libc::CLONE_NEWIPC | libc::CLONE_NEWNS;
+        if with_net {
+            flags |= libc::CLONE_NEWNET;
+        }
         // SAFETY: runs in the forked child before exec; it makes raw system
-        // calls (prctl, unshare, mount) with static C strings only.
+        // calls (prctl, unshare, mount, mkdir, socket, ioctl) on data
+        // prepared before the fork.
         unsafe {
-            cmd.pre_exec(|| {
-                let check = |rc: libc::c_int| {
-                    if rc == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                };
+            cmd.pre_exec(move || {
                 check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-                check(libc::unshare(libc::CLONE_NEWIPC | libc::CLONE_NEWNS))?;
-                // Mounts made here must not propagate back to the host.
-                check(libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ))?;
-                check(libc::mount(
-                    c"tmpfs".as_ptr(),
-                    c"/dev/shm".as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    c"mode=1777,size=64m".as_ptr().cast(),
-                ))?;
+                check(libc::unshare(flags))?;
+                plan.apply()?;
+                if with_net {
+                    loopback_up()?;
+                }
                 Ok(())
             });
         }
@@ -168,9 +216,16 @@ impl Sandbox {
                 .map(OwnedFd::from)
                 .map_err(|e| format!("cannot open /proc/{pid}/ns/{ns}: {e}"))
         };
-        let (ipc, mnt) = match (open("ipc"), open("mnt")) {
-            (Ok(i), Ok(m)) => (i, m),
-            (Err(e), _) | (_, Err(e)) => {
+        let opened = (|| {
+            Ok((
+                open("ipc")?,
+                open("mnt")?,
+                with_net.then(|| open("net")).transpose()?,
+            ))
+        })();
+        let (ipc, mnt, net) = match opened {
+            Ok(fds) => fds,
+            Err(e) => {
                 let _ = holder.kill();
                 let _ = holder.wait();
                 return Err(e);
@@ -179,10 +234,14 @@ impl Sandbox {
         Ok(Sandbox {
             isolation: Isolation::Namespaces,
             fallback_reason: None,
-            dev_shm: PathBuf::from(format!("/proc/{pid}/root/dev/shm")),
+            root: Some(PathBuf::from(format!("/proc/{pid}/root"))),
             holder: Some(holder),
             ipc: Some(ipc),
             mnt: Some(mnt),
+            net,
+            identity,
+            disk_bytes: confinement.disk_bytes,
+            hides_course: !confinement.hidden.is_empty(),
         })
     }
 
@@ -195,20 +254,73 @@ impl Sandbox {
         self.fallback_reason.as_deref()
     }
 
+    /// The user the round's processes run as, if not the grader's.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+    }
+
     /// What children must join, if anything.
     pub fn join_fds(&self) -> Option<JoinFds> {
         match (&self.ipc, &self.mnt) {
             (Some(ipc), Some(mnt)) => Some(JoinFds {
                 ipc: ipc.as_raw_fd(),
                 mnt: mnt.as_raw_fd(),
+                net: self.net.as_ref().map(AsRawFd::as_raw_fd),
             }),
             _ => None,
         }
     }
 
+    /// Where the grader finds `path` (absolute, as the round's processes
+    /// name it): through the holder's root when the round has its own
+    /// mounts, the path itself otherwise.
+    pub fn view(&self, path: &Path) -> PathBuf {
+        match &self.root {
+            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_owned(),
+        }
+    }
+
     /// The test's `/dev/shm`, as the grader can reach it.
-    pub fn dev_shm(&self) -> &Path {
-        &self.dev_shm
+    pub fn dev_shm(&self) -> PathBuf {
+        self.view(Path::new("/dev/shm"))
+    }
+
+    /// The protections this round's processes ran under, one line each,
+    /// for the report header (what is missing says so, and why).
+    pub fn protections(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let disk = self.disk_bytes >> 20;
+        match self.isolation {
+            Isolation::Namespaces => {
+                lines.push(format!(
+                    "private IPC and mount namespaces per test: own System V IPC, own /dev/shm and /tmp; the scratch directory is a {disk} MiB tmpfs"
+                ));
+                lines.push(if self.net.is_some() {
+                    "private network namespace: no network but loopback and Unix sockets".into()
+                } else {
+                    "NOT ACTIVE: network isolation (a network namespace could not be created)"
+                        .into()
+                });
+                if self.hides_course {
+                    lines.push("the course (reference solutions, specs, builds, reports) and the submission's sources hidden from student processes; binaries read-only".into());
+                }
+            }
+            Isolation::UniqueNames => {
+                let why = self.fallback_reason.as_deref().unwrap_or("unavailable");
+                lines.push(format!(
+                    "NOT ACTIVE: namespaces ({why}): tests share the host's IPC, /tmp and network (IPC names and keys are unique to each run); the course is not hidden; disk use is bounded per file only"
+                ));
+            }
+        }
+        lines.push(match self.identity {
+            Some(id) => format!(
+                "student processes run as an unprivileged user of their own per test (uid {}...): process limits apply, and the grader, other tests and root's files are out of reach",
+                id.uid & !0x3f
+            ),
+            None => "NOT ACTIVE: a user of their own (the grader is not root): student processes run as the grader's user, so the process limit counts all of that user's processes".into(),
+        });
+        lines
     }
 
     /// Runs `f` in the test's IPC namespace (on a thread of its own, which
@@ -239,6 +351,11 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // Whatever of the round's user is still alive dies first, then the
+        // namespaces (and their tmpfs mounts) with the holder.
+        if let Some(id) = self.identity {
+            id.kill_all(std::time::Duration::from_secs(5));
+        }
         if let Some(mut holder) = self.holder.take() {
             drop(holder.stdin.take());
             let _ = holder.kill();
@@ -247,13 +364,218 @@ impl Drop for Sandbox {
     }
 }
 
+fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn cstring(path: &Path) -> Result<CString, String> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", path.display()))
+}
+
+/// Every mount of a round's namespace, prepared before the fork so that the
+/// child only makes system calls.
+struct MountPlan {
+    /// tmpfs mounts: target and options.
+    private: Vec<(CString, CString)>,
+    /// Directories to cover with an empty read-only tmpfs.
+    hidden: Vec<CString>,
+    /// Read-only binds: a staging mount point in the private `/dev/shm`
+    /// (made before `/tmp` is covered, when the directory is still in
+    /// sight), the directories to create down to the target, and the target
+    /// (which is also the source).
+    readonly: Vec<(CString, Vec<CString>, CString)>,
+    /// The scratch directory: directories to create, target, tmpfs options.
+    workdir: (Vec<CString>, CString, CString),
+}
+
+impl MountPlan {
+    fn new(
+        confinement: &Confinement,
+        workdir: &Path,
+        identity: Option<Identity>,
+    ) -> Result<MountPlan, String> {
+        let size = confinement.disk_bytes.max(1 << 20);
+        let shared = CString::new(format!("mode=1777,size={size}")).expect("no NUL");
+        if !Path::new("/dev/shm").is_dir() {
+            return Err("there is no /dev/shm".into());
+        }
+        // /dev/shm first: it holds the staging points of the read-only binds.
+        // Every directory an unprivileged user may write to on a usual
+        // Linux host gets a private tmpfs.
+        let private = ["/dev/shm", "/tmp", "/var/tmp", "/run/lock"]
+            .iter()
+            .filter(|dir| Path::new(dir).is_dir())
+            .map(|dir| (CString::new(*dir).expect("no NUL"), shared.clone()))
+            .collect();
+        let (uid, gid) = identity.map_or_else(
+            // SAFETY: geteuid and getegid cannot fail.
+            || unsafe { (libc::geteuid(), libc::getegid()) },
+            |id| (id.uid, id.gid),
+        );
+        let keep = [workdir]
+            .into_iter()
+            .chain(confinement.readonly.iter().map(PathBuf::as_path))
+            .collect::<Vec<_>>();
+        let hidden = confinement
+            .hidden
+            .iter()
+            .filter(|h| h.is_dir())
+            // Never cover what the round needs, nor a directory above it.
+            .filter(|h| !keep.iter().any(|k| k.starts_with(h)))
+            .map(|h| cstring(h))
+            .collect::<Result<_, _>>()?;
+        let mut readonly = Vec::new();
+        for (i, dir) in confinement.readonly.iter().enumerate() {
+            let staging = CString::new(format!("/dev/shm/.cargo-grade-ro-{i}")).expect("no NUL");
+            readonly.push((staging, ancestors(dir)?, cstring(dir)?));
+        }
+        let options =
+            CString::new(format!("mode=0700,size={size},uid={uid},gid={gid}")).expect("no NUL");
+        Ok(MountPlan {
+            private,
+            hidden,
+            readonly,
+            workdir: (ancestors(workdir)?, cstring(workdir)?, options),
+        })
+    }
+
+    /// Makes the mounts, in the child, in its new mount namespace.
+    ///
+    /// # Safety
+    /// For `pre_exec` only: raw system calls on prepared data.
+    unsafe fn apply(&self) -> std::io::Result<()> {
+        let nodev = libc::MS_NOSUID | libc::MS_NODEV;
+        // Mounts made here must not propagate back to the host.
+        check(libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        for (i, (target, options)) in self.private.iter().enumerate() {
+            check(libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                nodev,
+                options.as_ptr().cast(),
+            ))?;
+            if i == 0 {
+                // /dev/shm is private now and /tmp not yet covered: bind
+                // what must stay in sight to staging points.
+                for (staging, _, source) in &self.readonly {
+                    check(libc::mkdir(staging.as_ptr(), 0o700))?;
+                    check(libc::mount(
+                        source.as_ptr(),
+                        staging.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ))?;
+                }
+            }
+        }
+        for target in &self.hidden {
+            let covered = check(libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                nodev | libc::MS_NOEXEC | libc::MS_RDONLY,
+                c"mode=0555,size=4k".as_ptr().cast(),
+            ));
+            // Under the private /tmp, it is gone already.
+            match covered {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                other => other?,
+            }
+        }
+        for (staging, parents, target) in &self.readonly {
+            make_dirs(parents)?;
+            check(libc::mount(
+                staging.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_MOVE,
+                std::ptr::null(),
+            ))?;
+            check(libc::rmdir(staging.as_ptr()))?;
+            check(libc::mount(
+                std::ptr::null(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | nodev,
+                std::ptr::null(),
+            ))?;
+        }
+        let (parents, target, options) = &self.workdir;
+        make_dirs(parents)?;
+        check(libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            nodev,
+            options.as_ptr().cast(),
+        ))
+    }
+}
+
+/// `path` and each directory above it, outermost first (for `mkdir -p`).
+fn ancestors(path: &Path) -> Result<Vec<CString>, String> {
+    let mut dirs: Vec<&Path> = path.ancestors().filter(|a| a.parent().is_some()).collect();
+    dirs.reverse();
+    dirs.into_iter().map(cstring).collect()
+}
+
+/// `mkdir -p` with raw system calls.
+unsafe fn make_dirs(dirs: &[CString]) -> std::io::Result<()> {
+    for dir in dirs {
+        if libc::mkdir(dir.as_ptr(), 0o755) != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Brings up `lo` in a new network namespace (it starts down), so that
+/// loopback TCP and UDP work; nothing else is there to reach.
+unsafe fn loopback_up() -> std::io::Result<()> {
+    let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut req: libc::ifreq = std::mem::zeroed();
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    let result = (|| {
+        check(libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        check(libc::ioctl(sock, libc::SIOCSIFFLAGS, &req))
+    })();
+    libc::close(sock);
+    result
+}
+
 /// Joins the sandbox from a forked child before `exec`, then returns to
 /// `cwd` (joining a mount namespace moves the caller to its root).
 ///
 /// # Safety
 /// Only for `pre_exec`: makes raw, async-signal-safe system calls.
 pub unsafe fn join_in_child(fds: JoinFds, cwd: &std::ffi::CStr) -> std::io::Result<()> {
-    for (fd, kind) in [(fds.ipc, libc::CLONE_NEWIPC), (fds.mnt, libc::CLONE_NEWNS)] {
+    let net = fds.net.map(|fd| (fd, libc::CLONE_NEWNET));
+    for (fd, kind) in [(fds.ipc, libc::CLONE_NEWIPC), (fds.mnt, libc::CLONE_NEWNS)]
+        .into_iter()
+        .chain(net)
+    {
         if libc::setns(fd, kind) != 0 {
             return Err(std::io::Error::last_os_error());
         }

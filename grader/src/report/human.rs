@@ -38,11 +38,22 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         report.submission,
         report.seed
     )?;
-    writeln!(
-        out,
-        "{DIM}isolation: {}{DIM:#}",
-        report.environment.isolation
-    )?;
+    if report.environment.protections.is_empty() {
+        writeln!(
+            out,
+            "{DIM}isolation: {}{DIM:#}",
+            report.environment.isolation
+        )?;
+    } else {
+        writeln!(out, "{DIM}sandbox:{DIM:#}")?;
+        for line in &report.environment.protections {
+            if line.starts_with("NOT ACTIVE") {
+                writeln!(out, "  {YELLOW}- {line}{YELLOW:#}")?;
+            } else {
+                writeln!(out, "  {DIM}- {line}{DIM:#}")?;
+            }
+        }
+    }
     match &report.outcome {
         Outcome::BuildFailed => {
             writeln!(
