@@ -132,6 +132,7 @@ pub fn grade(
             duration,
         }) => {
             report.outcome = Outcome::BuildFailed;
+            report.environment.protections = grader_protections();
             report.build.duration_ms = duration.as_millis() as u64;
             report.build.diagnostics = diagnostics;
             report.tests = tests

@@ -86,6 +86,9 @@ struct Background {
     handle: JoinHandle<u32>,
 }
 
+/// Leftovers listed per test; the rest are counted.
+const MAX_LEFTOVER_LINES: usize = 20;
+
 /// A counter that makes run tokens unique within this grader process.
 static ROUNDS_STARTED: AtomicU64 = AtomicU64::new(0);
 
@@ -300,6 +303,12 @@ fn run_round(
     scenario.finish();
     let mut leftovers = orphans;
     leftovers.extend(scenario.sweep());
+    // A flood of leftovers (hundreds of queues, say) is one finding.
+    if leftovers.len() > MAX_LEFTOVER_LINES {
+        let more = leftovers.len() - MAX_LEFTOVER_LINES;
+        leftovers.truncate(MAX_LEFTOVER_LINES);
+        leftovers.push(format!("... and {more} more (all removed)"));
+    }
     Ok(RoundEnd {
         failure,
         actions: std::mem::take(&mut scenario.actions),
@@ -1260,6 +1269,7 @@ fn sent_var(signal: Signal) -> String {
 fn mismatch(stream: &CapturedStream, line: &str) -> String {
     let before = stream.before_cursor(4);
     let context: Vec<&String> = before.iter().rev().skip(1).rev().collect();
+    let line = crate::harness::output::clip(line);
     let mut out = format!("{line:?} (output line {})", stream.position());
     if !context.is_empty() {
         let shown: Vec<String> = context.iter().map(|l| format!("{l:?}")).collect();

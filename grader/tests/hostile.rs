@@ -851,8 +851,21 @@ fn run_case(ctx: &Ctx, case: &Case) -> Outcome {
 
     let protections = match &report["environment"]["protections"] {
         Value::Array(items) => {
-            let names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
-            format!("[{}]", names.join(", "))
+            let lines: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            let missing: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| l.starts_with("NOT ACTIVE"))
+                .collect();
+            format!(
+                "{} active{}",
+                lines.len() - missing.len(),
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", missing.join("; "))
+                }
+            )
         }
         _ => format!(
             "(not reported; isolation: {})",

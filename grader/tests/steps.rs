@@ -165,7 +165,44 @@ fn without_namespaces_isolation_falls_back_to_unique_names() {
     let t = common::test(&report, "fail_leftovers_are_listed");
     let observed = t["failure"]["observed"].as_str().unwrap();
     assert!(observed.contains("POSIX shared memory \"/cg"), "{observed}");
+    // The header says what is missing, and what still holds.
+    let protections = report["environment"]["protections"].to_string();
+    assert!(
+        protections.contains("NOT ACTIVE: namespaces (CARGO_GRADE_ISOLATION=none)"),
+        "{protections}"
+    );
+    assert!(protections.contains("limits per process"), "{protections}");
     assert_no_host_leftovers();
+}
+
+#[test]
+fn the_report_header_lists_every_protection_in_force() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let report = grade_fixture_with("1", &[]);
+    let protections: Vec<String> = report["environment"]["protections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    let has = |text: &str| protections.iter().any(|p| p.contains(text));
+    assert!(has("limits per process"), "{protections:#?}");
+    assert!(has("child subreaper"), "{protections:#?}");
+    assert!(has("output captured up to"), "{protections:#?}");
+    if root {
+        // As root (CI), everything is available: nothing is missing.
+        assert!(!has("NOT ACTIVE"), "{protections:#?}");
+        assert!(has("unprivileged user of their own"), "{protections:#?}");
+        assert!(has("private network namespace"), "{protections:#?}");
+        assert!(has("hidden from student processes"), "{protections:#?}");
+    } else {
+        assert!(has("NOT ACTIVE: a user of their own"), "{protections:#?}");
+    }
+    let peak = report["environment"]["grader_peak_rss_kib"]
+        .as_u64()
+        .unwrap();
+    assert!(peak > 0 && peak < 256 * 1024, "{peak} KiB");
 }
 
 #[test]

@@ -172,11 +172,11 @@ impl CapturedStream {
     pub fn tail(&self, n: usize) -> Vec<String> {
         let st = self.lock();
         let start = st.lines.len().saturating_sub(n);
-        let mut out: Vec<String> = st.lines[start..].to_vec();
+        let mut out: Vec<String> = st.lines[start..].iter().map(|l| clip(l)).collect();
         if !st.partial.is_empty() {
             out.push(format!(
                 "{} (no newline)",
-                String::from_utf8_lossy(&st.partial)
+                clip(&String::from_utf8_lossy(&st.partial))
             ));
         }
         out
@@ -188,7 +188,10 @@ impl CapturedStream {
     pub fn first_match(&self, needle: &str, after: usize) -> Vec<String> {
         let st = self.lock();
         match st.lines.iter().position(|l| l.contains(needle)) {
-            Some(i) => st.lines[i..(i + 1 + after).min(st.lines.len())].to_vec(),
+            Some(i) => st.lines[i..(i + 1 + after).min(st.lines.len())]
+                .iter()
+                .map(|l| clip(l))
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -197,7 +200,10 @@ impl CapturedStream {
     pub fn before_cursor(&self, n: usize) -> Vec<String> {
         let st = self.lock();
         let end = st.cursor.min(st.lines.len());
-        st.lines[end.saturating_sub(n)..end].to_vec()
+        st.lines[end.saturating_sub(n)..end]
+            .iter()
+            .map(|l| clip(l))
+            .collect()
     }
 
     /// Lines consumed so far (1-based number of the last consumed line).
@@ -212,9 +218,35 @@ impl CapturedStream {
     }
 }
 
+/// Longest line shown in a report: a 4 MiB line (a flood without
+/// newlines) must not be copied into every failed test's explanation.
+pub const MAX_SHOWN_LINE: usize = 400;
+
+/// `line`, cut to [`MAX_SHOWN_LINE`] bytes (at a character boundary) with
+/// a note of how much was left out.
+pub fn clip(line: &str) -> String {
+    if line.len() <= MAX_SHOWN_LINE {
+        return line.to_owned();
+    }
+    let mut end = MAX_SHOWN_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes)", &line[..end], line.len() - end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_clipped_for_reports_at_a_char_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(MAX_SHOWN_LINE);
+        let shown = clip(&long);
+        assert!(shown.starts_with(&"é".repeat(MAX_SHOWN_LINE / 2)));
+        assert!(shown.ends_with(&format!("... ({} more bytes)", long.len() - MAX_SHOWN_LINE)));
+    }
 
     #[test]
     fn splits_lines_across_reads_and_keeps_tail() {

@@ -318,7 +318,7 @@ impl Sandbox {
                 "student processes run as an unprivileged user of their own per test (uid {}...): process limits apply, and the grader, other tests and root's files are out of reach",
                 id.uid & !0x3f
             ),
-            None => "NOT ACTIVE: a user of their own (the grader is not root): student processes run as the grader's user, so the process limit counts all of that user's processes".into(),
+            None => "NOT ACTIVE: a user of their own (the grader is not root, or CARGO_GRADE_USER=keep): student processes run as the grader's user, so the process limit counts all of that user's processes".into(),
         });
         lines
     }
