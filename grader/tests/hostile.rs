@@ -99,6 +99,9 @@ struct Case {
     outcome: &'static str,
     /// The program never behaves like a solution: it must score 0.
     scores_zero: bool,
+    /// The grader itself is SIGKILLed once the program's daemon runs: what
+    /// the program started must die with it (no report is expected).
+    kill_grader: bool,
     /// Writes the submission into the crate directory (a copy of the
     /// starter) and returns the case's own check.
     setup: fn(&Ctx, &Path) -> Result<Check, String>,
@@ -111,6 +114,7 @@ fn cases() -> Vec<Case> {
         alone: false,
         outcome: "graded",
         scores_zero: true,
+        kill_grader: false,
         setup,
     };
     vec![
@@ -126,6 +130,12 @@ fn cases() -> Vec<Case> {
         case("double_fork_daemon", "daemon", |_, dir| {
             plain(dir, DOUBLE_FORK_DAEMON)
         }),
+        Case {
+            kill_grader: true,
+            ..case("grader_killed_mid_test", "killed", |_, dir| {
+                plain(dir, &DOUBLE_FORK_DAEMON.replace("cgh-daemon", "cgh-killed"))
+            })
+        },
         case("output_flood", "flood", |_, dir| plain(dir, OUTPUT_FLOOD)),
         case("memory_hog", "mem", |_, dir| plain(dir, MEMORY_HOG)),
         case("disk_filler", "disk", setup_disk_filler),
@@ -734,6 +744,9 @@ fn run_case(ctx: &Ctx, case: &Case) -> Outcome {
             }
         }
     };
+    if case.kill_grader {
+        return kill_grader_mid_test(ctx, case, dir.path());
+    }
     let graded = match grade(ctx, dir.path()) {
         Ok(graded) => graded,
         Err(e) => {
@@ -883,6 +896,93 @@ fn run_case(ctx: &Ctx, case: &Case) -> Outcome {
         graded.stdout.len(),
     );
     Outcome { failures, summary }
+}
+
+/// Starts grading, waits until the program's daemon has left its session
+/// (no parent-death signal reaches it any more), SIGKILLs the grader alone,
+/// and checks that every process of the program is gone soon after.
+fn kill_grader_mid_test(ctx: &Ctx, case: &Case, dir: &Path) -> Outcome {
+    let comm = format!("{COMM_PREFIX}{}", case.short);
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cargo-grade"));
+    cmd.args(["grade", TASK, "--path"])
+        .arg(dir)
+        .arg("--course")
+        .arg(&ctx.course)
+        .args(["--format", "json"])
+        .current_dir(&ctx.course)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = match ctx.reaper.spawn(&mut cmd) {
+        Ok(child) => child,
+        Err(e) => {
+            return Outcome {
+                failures: vec![format!("cannot run the grader: {e}")],
+                summary: String::from("not graded"),
+            }
+        }
+    };
+    let pid = child.id() as i32;
+    // A daemon: a process of the program in a session of its own.
+    let deadline = Instant::now() + BUDGET;
+    let daemon = loop {
+        let grader_session = session_of(pid);
+        let found = named(&comm)
+            .into_iter()
+            .find(|p| grader_session.is_some() && session_of(p.pid) != grader_session);
+        if let Some(p) = found {
+            break Some(p);
+        }
+        if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
+            break None;
+        }
+        std::thread::sleep(POLL);
+    };
+    // SAFETY: the grader's pid, never 0 or 1; its process group is left
+    // alone, so only the grader itself dies.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.wait();
+    ctx.reaper.forget(pid);
+    let killed_at = Instant::now();
+    let mut failures = Vec::new();
+    let Some(daemon) = daemon else {
+        failures.push("the program's daemon never appeared".into());
+        return Outcome {
+            failures,
+            summary: String::from("not graded"),
+        };
+    };
+    let left = await_none_named(&ctx.reaper, &comm);
+    let gone_after = killed_at.elapsed();
+    if let Some(left) = left {
+        failures.push(format!(
+            "still running {} s after the grader was killed (now SIGKILLed): {left}",
+            SETTLE.as_secs()
+        ));
+    }
+    let ipc = ipc_leftovers();
+    if !ipc.is_empty() {
+        failures.push(format!("left in the host's IPC: {}", remove_ipc(&ipc)));
+    }
+    Outcome {
+        failures,
+        summary: format!(
+            "daemon {} seen, grader SIGKILLed; every {comm} process gone {} ms later",
+            daemon.pid,
+            gone_after.as_millis()
+        ),
+    }
+}
+
+/// The session id of `pid` (field 6 of /proc/PID/stat).
+fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }
 
 // ---------------------------------------------------------------- main

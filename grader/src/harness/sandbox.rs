@@ -81,6 +81,35 @@ pub struct Confinement {
     pub disk_bytes: u64,
 }
 
+/// `cargo-grade peer hold [UID]`, with a pipe on stdin that only the grader
+/// holds (see [`hold`]).
+fn holder_command(helper: &Path, identity: Option<Identity>) -> Command {
+    let mut cmd = Command::new(helper);
+    cmd.args(["peer", "hold"])
+        .args(identity.map(|id| id.uid.to_string()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    cmd
+}
+
+/// Waits for the holder's `ready` (it prints it once it runs, after exec,
+/// so its namespaces are in place when the grader opens them).
+fn await_ready(mut holder: Child) -> Result<Child, String> {
+    let ready = holder.stdout.take().map(|out| {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).map(|_| line)
+    });
+    if matches!(ready, Some(Ok(ref l)) if l.trim() == "ready") {
+        Ok(holder)
+    } else {
+        let _ = holder.kill();
+        let _ = holder.wait();
+        Err("the namespace holder did not start".into())
+    }
+}
+
 /// The file descriptors a child needs to join a sandbox (`setns`).
 #[derive(Debug, Clone, Copy)]
 pub struct JoinFds {
@@ -140,6 +169,12 @@ impl Sandbox {
             // directory: the round's user must own it.
             if let Some(id) = identity {
                 let _ = std::os::unix::fs::chown(workdir, Some(id.uid), Some(id.gid));
+                // No namespaces to hold, but the holder still outlives a
+                // killed grader to kill the round's user.
+                s.holder = holder_command(helper, identity)
+                    .spawn()
+                    .ok()
+                    .and_then(|h| await_ready(h).ok());
             }
             s
         };
@@ -172,12 +207,7 @@ impl Sandbox {
         with_net: bool,
     ) -> Result<Sandbox, String> {
         let plan = MountPlan::new(confinement, workdir, identity)?;
-        let mut cmd = Command::new(helper);
-        cmd.args(["peer", "hold"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0);
+        let mut cmd = holder_command(helper, identity);
         let mut flags = libc::CLONE_NEWIPC | libc::CLONE_NEWNS;
         if with_net {
             flags |= libc::CLONE_NEWNET;
@@ -187,7 +217,6 @@ impl Sandbox {
         // prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
-                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
                 check(libc::unshare(flags))?;
                 plan.apply()?;
                 if with_net {
@@ -196,20 +225,10 @@ impl Sandbox {
                 Ok(())
             });
         }
-        let mut holder = cmd
+        let holder = cmd
             .spawn()
             .map_err(|e| format!("cannot create IPC and mount namespaces: {e}"))?;
-        // The holder says `ready` once it runs (after exec), so its
-        // namespaces are in place when the grader opens them.
-        let ready = holder.stdout.take().map(|out| {
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).map(|_| line)
-        });
-        if !matches!(ready, Some(Ok(ref l)) if l.trim() == "ready") {
-            let _ = holder.kill();
-            let _ = holder.wait();
-            return Err("the namespace holder did not start".into());
-        }
+        let mut holder = await_ready(holder)?;
         let pid = holder.id();
         let open = |ns: &str| -> Result<OwnedFd, String> {
             File::open(format!("/proc/{pid}/ns/{ns}"))
@@ -361,6 +380,8 @@ impl Drop for Sandbox {
             let _ = holder.kill();
             let _ = holder.wait();
         }
+        // (The holder kills the user's processes itself only when the
+        // grader is gone; here the grader has just done it.)
     }
 }
 
@@ -586,14 +607,25 @@ pub unsafe fn join_in_child(fds: JoinFds, cwd: &std::ffi::CStr) -> std::io::Resu
     Ok(())
 }
 
-/// The holder's side (`cargo-grade peer hold`): announce, then wait for
-/// stdin to close (or the grader to die: PDEATHSIG).
-pub fn hold() -> i32 {
+/// The holder's side (`cargo-grade peer hold [UID]`): announce, then wait
+/// for stdin to close. The grader closes it at the end of the round, and
+/// the kernel closes it when the grader dies, however it dies (even by
+/// SIGKILL). Then, given the round's UID, the holder (root) kills every
+/// process of that user before it exits: a daemon that double-forked away
+/// from every parent-death signal dies with the grader all the same.
+pub fn hold(args: &[String]) -> i32 {
     println!("ready");
-    let mut sink = Vec::new();
-    match std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink) {
-        Ok(_) => 0,
-        Err(e) if e.kind() == ErrorKind::Interrupted => 0,
-        Err(_) => 1,
+    let mut buf = [0u8; 256];
+    loop {
+        match std::io::Read::read(&mut std::io::stdin(), &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
     }
+    if let Some(uid) = args.first().and_then(|a| a.parse::<u32>().ok()) {
+        Identity { uid, gid: uid }.kill_all(std::time::Duration::from_secs(5));
+    }
+    0
 }

@@ -47,7 +47,7 @@ pub fn run(kind: &str, args: &[String]) -> i32 {
         "shm-counter" => shm_counter::run(args),
         "stale" => stale::run(args),
         // Not for specs: holds a test's namespaces open (see harness::sandbox).
-        "hold" => crate::harness::sandbox::hold(),
+        "hold" => crate::harness::sandbox::hold(args),
         other => {
             eprintln!("cargo-grade peer: unknown peer kind `{other}`");
             2
