@@ -233,9 +233,9 @@ static JAIL_FAILED: AtomicBool = AtomicBool::new(false);
 /// How builds are contained on this machine, for the report header.
 pub fn isolation() -> &'static str {
     if JAIL_FAILED.load(Ordering::Relaxed) {
-        "NOT ACTIVE: a jail for the build (no namespaces): the compiler can read any file the grader's user can; the build is bounded by its timeout and by limits on CPU and file size"
+        "NOT ACTIVE: a jail for the build (no namespaces): the compiler can read any file the grader's user can; the build is bounded by its timeout and by limits on CPU, memory and file size"
     } else {
-        "build: only src/ is taken (never build.rs or a manifest of the student's), compiled offline in private mount, network and PID namespaces with the reference solutions and specs hidden, under limits on time, CPU and file size"
+        "build: only src/ is taken (never build.rs or a manifest of the student's), compiled offline in private mount, network and PID namespaces with the reference solutions and specs hidden, under limits on time, CPU, memory and file size"
     }
 }
 
@@ -246,8 +246,11 @@ fn spawn_jailed(
     course: &Course,
     timeout_s: u64,
 ) -> Result<Child, BuildError> {
+    // Per process: cargo and each rustc. Memory is generous (a compiler
+    // needs it) but bounded, against const-evaluation and macro bombs.
     let limits = [
         (libc::RLIMIT_CPU, timeout_s + 5),
+        (libc::RLIMIT_DATA, 4 << 30),
         (libc::RLIMIT_FSIZE, 4 << 30),
         (libc::RLIMIT_CORE, 0),
     ];
