@@ -21,7 +21,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,6 +217,20 @@ pub fn build(
             })
         }
         _ => {
+            // Cargo itself killed (or the jail's process 1, whose death is
+            // passed on as 128 + the signal): the machinery failed, and
+            // that is no verdict on the student's code. (A compiler that
+            // dies, say of the memory limit, is reported by cargo, which
+            // then exits 101.)
+            let killed = status
+                .signal()
+                .or_else(|| status.code().filter(|&c| c >= 128).map(|c| c - 128));
+            if let (Some(signal), true) = (killed, diagnostics.is_empty()) {
+                return Err(BuildError(format!(
+                    "the build was killed by signal {signal}; cargo said:\n{}",
+                    String::from_utf8_lossy(&stderr)
+                )));
+            }
             if diagnostics.is_empty() {
                 // Not a compile error: cargo's own complaint (a lock file
                 // problem, say) is on its stderr.
@@ -345,6 +359,10 @@ unsafe fn enter_jail(hidden: &[CString]) -> std::io::Result<()> {
             c"mode=0555,size=4k".as_ptr().cast(),
         ))?;
     }
+    // The grader's signal handlers are still installed here (there is no
+    // exec in this process): the SIGCHLD handler of `wait-timeout` writes to
+    // the grader's self-pipe, which must not run when cargo exits below.
+    libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     // A raw fork: no atfork handlers run in this child of a threaded parent.
     let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0);
     if pid < 0 {

@@ -55,6 +55,7 @@ const SYSV_KEYS: std::ops::Range<i64> = 0x6367_0000..0x6367_0000 + 1000;
 const COMM_PREFIX: &str = "cgh-";
 
 const FORK_BOMB: &str = include_str!("hostile/fork_bomb.rs");
+const PHONES_HOME: &str = include_str!("hostile/phones_home.rs");
 const INFINITE_LOOP: &str = include_str!("hostile/infinite_loop.rs");
 const IGNORES_SIGTERM: &str = include_str!("hostile/ignores_sigterm.rs");
 const DOUBLE_FORK_DAEMON: &str = include_str!("hostile/double_fork_daemon.rs");
@@ -153,6 +154,7 @@ fn cases() -> Vec<Case> {
             plain(dir, FAKE_PERFECT_SCORE)
         }),
         case("kills_parent", "parent", |_, dir| plain(dir, KILLS_PARENT)),
+        case("phones_home", "net", setup_phones_home),
         Case {
             scores_zero: false,
             ..case("malicious_build_rs", "buildrs", setup_malicious_build_rs)
@@ -248,6 +250,48 @@ fn said_after(report: &str, prefix: &str) -> Vec<String> {
 }
 
 const CANARY_TEXT: &str = "canary of the hostile-submission suite: must stay as it is\n";
+
+/// A TCP listener on every address of the host; the program tries to reach
+/// it on loopback and on the host's own address. No connection may arrive:
+/// the program has no network but its own loopback.
+fn setup_phones_home(_: &Ctx, dir: &Path) -> Result<Check, String> {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0")
+        .map_err(|e| format!("cannot listen on TCP: {e}"))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| format!("no local address: {e}"))?
+        .port();
+    let mut targets = vec![format!("127.0.0.1:{port}")];
+    // The host's own address: the one a datagram socket would send from
+    // (no packet is sent by connect on UDP).
+    let own = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("10.255.255.255:9").map(|()| s))
+        .and_then(|s| s.local_addr());
+    if let Ok(addr) = own {
+        if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+            targets.push(format!("{}:{port}", addr.ip()));
+        }
+    }
+    let targets = targets.join(",");
+    write_main(dir, &fill(PHONES_HOME, &[("TARGETS", &targets)])?)?;
+    Ok(Box::new(move |_, _, failures| {
+        // A connection that was made waits in the backlog even unaccepted.
+        if listener.set_nonblocking(true).is_err() {
+            failures.push("cannot check the listener".into());
+            return;
+        }
+        let mut arrived = Vec::new();
+        while let Ok((_, from)) = listener.accept() {
+            arrived.push(from.to_string());
+        }
+        if !arrived.is_empty() {
+            failures.push(format!(
+                "the program reached the host's network ({targets}): connections from {}",
+                arrived.join(", ")
+            ));
+        }
+    }))
+}
 
 fn setup_writes_outside(ctx: &Ctx, dir: &Path) -> Result<Check, String> {
     let canary = tempfile::Builder::new()
