@@ -32,6 +32,7 @@ use nix::fcntl::{Flock, FlockArg};
 use wait_timeout::ChildExt;
 
 use crate::course::Course;
+use crate::harness::sandbox::{check, cover, make_mounts_private};
 use crate::spec::Spec;
 
 /// Largest `src/` tree the grader accepts (files and bytes).
@@ -318,14 +319,6 @@ fn spawn_jailed(
     run(cmd)
 }
 
-fn check(rc: libc::c_int) -> std::io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// Puts the child that will exec cargo into the build's jail: new mount,
 /// network and PID namespaces, `hidden` covered by empty read-only mounts.
 ///
@@ -343,21 +336,9 @@ unsafe fn enter_jail(hidden: &[CString]) -> std::io::Result<()> {
     check(libc::unshare(
         libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWPID,
     ))?;
-    check(libc::mount(
-        std::ptr::null(),
-        c"/".as_ptr(),
-        std::ptr::null(),
-        libc::MS_REC | libc::MS_PRIVATE,
-        std::ptr::null(),
-    ))?;
+    make_mounts_private()?;
     for dir in hidden {
-        check(libc::mount(
-            c"tmpfs".as_ptr(),
-            dir.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
-            c"mode=0555,size=4k".as_ptr().cast(),
-        ))?;
+        cover(dir)?;
     }
     // The grader's signal handlers are still installed here (there is no
     // exec in this process): the SIGCHLD handler of `wait-timeout` writes to

@@ -274,7 +274,14 @@ fn setup_phones_home(_: &Ctx, dir: &Path) -> Result<Check, String> {
     }
     let targets = targets.join(",");
     write_main(dir, &fill(PHONES_HOME, &[("TARGETS", &targets)])?)?;
-    Ok(Box::new(move |_, _, failures| {
+    Ok(Box::new(move |_, graded, failures| {
+        // The program ran and was refused (the report quotes its output).
+        if !graded.stdout.contains("connect 127.0.0.1:") {
+            failures.push("the report does not show the program's attempts: did it run?".into());
+        }
+        if graded.stdout.contains(": connected") {
+            failures.push("the program says it connected".into());
+        }
         // A connection that was made waits in the backlog even unaccepted.
         if listener.set_nonblocking(true).is_err() {
             failures.push("cannot check the listener".into());
@@ -359,15 +366,21 @@ fn setup_writes_outside(ctx: &Ctx, dir: &Path) -> Result<Check, String> {
     }))
 }
 
-fn setup_reads_reference(ctx: &Ctx, dir: &Path) -> Result<Check, String> {
+/// A program that tries to read the reference solution and the spec, whose
+/// paths it is given.
+fn write_peeker(ctx: &Ctx, dir: &Path, program: &str) -> Result<(), String> {
     let source = fill(
-        READS_REFERENCE,
+        program,
         &[
             ("SOLUTION", path_str(&solution_main(ctx))?),
             ("SPEC", path_str(&spec_file(ctx))?),
         ],
     )?;
-    write_main(dir, &source)?;
+    write_main(dir, &source)
+}
+
+fn setup_reads_reference(ctx: &Ctx, dir: &Path) -> Result<Check, String> {
+    write_peeker(ctx, dir, READS_REFERENCE)?;
     Ok(Box::new(|_, graded, failures| {
         no_leak(graded, failures);
         if !graded.stdout.contains("peek denied") && !graded.stdout.contains("LEAK:") {
@@ -393,14 +406,7 @@ fn no_leak(graded: &Graded, failures: &mut Vec<String>) {
 }
 
 fn setup_reads_reference_at_compile_time(ctx: &Ctx, dir: &Path) -> Result<Check, String> {
-    let source = fill(
-        READS_REFERENCE_AT_COMPILE_TIME,
-        &[
-            ("SOLUTION", path_str(&solution_main(ctx))?),
-            ("SPEC", path_str(&spec_file(ctx))?),
-        ],
-    )?;
-    write_main(dir, &source)?;
+    write_peeker(ctx, dir, READS_REFERENCE_AT_COMPILE_TIME)?;
     Ok(Box::new(|_, graded, failures| {
         no_leak(graded, failures);
         let passed: Vec<&str> = tests(&graded.report)
@@ -895,16 +901,7 @@ fn run_case(ctx: &Ctx, case: &Case) -> Outcome {
     check(ctx, &graded, &mut failures);
 
     let comm = format!("{COMM_PREFIX}{}", case.short);
-    if let Some(left) = await_none_named(&ctx.reaper, &comm) {
-        failures.push(format!(
-            "still running {} s after the verdict (now SIGKILLed): {left}",
-            SETTLE.as_secs()
-        ));
-    }
-    let ipc = ipc_leftovers();
-    if !ipc.is_empty() {
-        failures.push(format!("left in the host's IPC: {}", remove_ipc(&ipc)));
-    }
+    nothing_left(ctx, &comm, "the verdict", &mut failures);
 
     let protections = match &report["environment"]["protections"] {
         Value::Array(items) => {
@@ -997,18 +994,8 @@ fn kill_grader_mid_test(ctx: &Ctx, case: &Case, dir: &Path) -> Outcome {
             summary: String::from("not graded"),
         };
     };
-    let left = await_none_named(&ctx.reaper, &comm);
+    nothing_left(ctx, &comm, "the grader was killed", &mut failures);
     let gone_after = killed_at.elapsed();
-    if let Some(left) = left {
-        failures.push(format!(
-            "still running {} s after the grader was killed (now SIGKILLed): {left}",
-            SETTLE.as_secs()
-        ));
-    }
-    let ipc = ipc_leftovers();
-    if !ipc.is_empty() {
-        failures.push(format!("left in the host's IPC: {}", remove_ipc(&ipc)));
-    }
     Outcome {
         failures,
         summary: format!(
@@ -1016,6 +1003,21 @@ fn kill_grader_mid_test(ctx: &Ctx, case: &Case, dir: &Path) -> Outcome {
             daemon.pid,
             gone_after.as_millis()
         ),
+    }
+}
+
+/// Nothing named `comm` still runs (after a grace of SETTLE) and nothing is
+/// left in the host's IPC; what is, is removed and is a failure.
+fn nothing_left(ctx: &Ctx, comm: &str, since: &str, failures: &mut Vec<String>) {
+    if let Some(left) = await_none_named(&ctx.reaper, comm) {
+        failures.push(format!(
+            "still running {} s after {since} (now SIGKILLed): {left}",
+            SETTLE.as_secs()
+        ));
+    }
+    let ipc = ipc_leftovers();
+    if !ipc.is_empty() {
+        failures.push(format!("left in the host's IPC: {}", remove_ipc(&ipc)));
     }
 }
 

@@ -385,7 +385,42 @@ impl Drop for Sandbox {
     }
 }
 
-fn check(rc: libc::c_int) -> std::io::Result<()> {
+/// Makes every mount of the caller's new mount namespace private, so that
+/// nothing mounted in it propagates back to the host.
+///
+/// # Safety
+/// For `pre_exec` only: a raw system call.
+pub(crate) unsafe fn make_mounts_private() -> std::io::Result<()> {
+    check(libc::mount(
+        std::ptr::null(),
+        c"/".as_ptr(),
+        std::ptr::null(),
+        libc::MS_REC | libc::MS_PRIVATE,
+        std::ptr::null(),
+    ))
+}
+
+/// Covers `dir` with an empty, read-only tmpfs: what was there is out of
+/// sight in this mount namespace. A directory that does not exist here
+/// (under a private `/tmp`, say) is out of sight already.
+///
+/// # Safety
+/// For `pre_exec` only: a raw system call.
+pub(crate) unsafe fn cover(dir: &std::ffi::CStr) -> std::io::Result<()> {
+    let covered = check(libc::mount(
+        c"tmpfs".as_ptr(),
+        dir.as_ptr(),
+        c"tmpfs".as_ptr(),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+        c"mode=0555,size=4k".as_ptr().cast(),
+    ));
+    match covered {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+pub(crate) fn check(rc: libc::c_int) -> std::io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
@@ -471,14 +506,7 @@ impl MountPlan {
     /// For `pre_exec` only: raw system calls on prepared data.
     unsafe fn apply(&self) -> std::io::Result<()> {
         let nodev = libc::MS_NOSUID | libc::MS_NODEV;
-        // Mounts made here must not propagate back to the host.
-        check(libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ))?;
+        make_mounts_private()?;
         for (i, (target, options)) in self.private.iter().enumerate() {
             check(libc::mount(
                 c"tmpfs".as_ptr(),
@@ -492,47 +520,22 @@ impl MountPlan {
                 // what must stay in sight to staging points.
                 for (staging, _, source) in &self.readonly {
                     check(libc::mkdir(staging.as_ptr(), 0o700))?;
-                    check(libc::mount(
-                        source.as_ptr(),
-                        staging.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    ))?;
+                    move_mount(source, staging, libc::MS_BIND)?;
                 }
             }
         }
         for target in &self.hidden {
-            let covered = check(libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                nodev | libc::MS_NOEXEC | libc::MS_RDONLY,
-                c"mode=0555,size=4k".as_ptr().cast(),
-            ));
-            // Under the private /tmp, it is gone already.
-            match covered {
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                other => other?,
-            }
+            cover(target)?;
         }
         for (staging, parents, target) in &self.readonly {
             make_dirs(parents)?;
-            check(libc::mount(
-                staging.as_ptr(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_MOVE,
-                std::ptr::null(),
-            ))?;
+            move_mount(staging, target, libc::MS_MOVE)?;
             check(libc::rmdir(staging.as_ptr()))?;
-            check(libc::mount(
-                std::ptr::null(),
-                target.as_ptr(),
-                std::ptr::null(),
+            move_mount(
+                c"",
+                target,
                 libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | nodev,
-                std::ptr::null(),
-            ))?;
+            )?;
         }
         let (parents, target, options) = &self.workdir;
         make_dirs(parents)?;
@@ -551,6 +554,29 @@ fn ancestors(path: &Path) -> Result<Vec<CString>, String> {
     let mut dirs: Vec<&Path> = path.ancestors().filter(|a| a.parent().is_some()).collect();
     dirs.reverse();
     dirs.into_iter().map(cstring).collect()
+}
+
+/// A mount that moves or binds `source` (empty for a remount) at `target`.
+///
+/// # Safety
+/// For `pre_exec` only: a raw system call.
+unsafe fn move_mount(
+    source: &std::ffi::CStr,
+    target: &std::ffi::CStr,
+    flags: libc::c_ulong,
+) -> std::io::Result<()> {
+    let source = if source.is_empty() {
+        std::ptr::null()
+    } else {
+        source.as_ptr()
+    };
+    check(libc::mount(
+        source,
+        target.as_ptr(),
+        std::ptr::null(),
+        flags,
+        std::ptr::null(),
+    ))
 }
 
 /// `mkdir -p` with raw system calls.
