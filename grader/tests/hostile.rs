@@ -31,6 +31,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use cargo_grade::harness::deadline::{poll_until, Deadline};
 use serde_json::Value;
 use wait_timeout::ChildExt;
 
@@ -39,8 +40,6 @@ const BUDGET: Duration = Duration::from_secs(120);
 /// How long killed processes get to disappear before they count as left
 /// running.
 const SETTLE: Duration = Duration::from_secs(5);
-/// Interval between two looks at /proc while waiting for a condition.
-const POLL: Duration = Duration::from_millis(50);
 /// Bound on the grader's own peak resident memory (VmHWM).
 const MAX_GRADER_RSS_KIB: u64 = 256 * 1024;
 /// Bound on the size of the JSON report: it shows what a program printed,
@@ -669,38 +668,31 @@ fn describe(procs: &[Proc]) -> String {
 /// Waits up to SETTLE for every process named `prefix*` to be gone; those
 /// still there are SIGKILLed (by pid) and described.
 fn await_none_named(reaper: &Reaper, prefix: &str) -> Option<String> {
-    let deadline = Instant::now() + SETTLE;
-    loop {
+    let gone = poll_until(Deadline::after(SETTLE), || {
         reaper.reap_orphans();
-        let live = named(prefix);
-        if live.is_empty() {
-            return None;
-        }
-        if Instant::now() >= deadline {
-            let found = format!("{} process(es): {}", live.len(), describe(&live));
-            kill_named(reaper, prefix);
-            return Some(found);
-        }
-        std::thread::sleep(POLL);
+        named(prefix).is_empty().then_some(())
+    });
+    if gone.is_some() {
+        return None;
     }
+    let live = named(prefix);
+    let found = format!("{} process(es): {}", live.len(), describe(&live));
+    kill_named(reaper, prefix);
+    Some(found)
 }
 
 /// SIGKILLs every process named `prefix*`, by pid, until none is left or
 /// SETTLE has passed (a fork bomb may still be forking).
 fn kill_named(reaper: &Reaper, prefix: &str) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
+    poll_until(Deadline::after(SETTLE), || {
         reaper.reap_orphans();
         let live = named(prefix);
-        if live.is_empty() || Instant::now() >= deadline {
-            return;
-        }
         for p in &live {
             // SAFETY: one process by pid, above 1 and not this one (named()).
             unsafe { libc::kill(p.pid, libc::SIGKILL) };
         }
-        std::thread::sleep(POLL);
-    }
+        live.is_empty().then_some(())
+    });
 }
 
 // ---------------------------------------------------------------- IPC
@@ -966,20 +958,19 @@ fn kill_grader_mid_test(ctx: &Ctx, case: &Case, dir: &Path) -> Outcome {
     };
     let pid = child.id() as i32;
     // A daemon: a process of the program in a session of its own.
-    let deadline = Instant::now() + BUDGET;
-    let daemon = loop {
-        let grader_session = session_of(pid);
+    let daemon = poll_until(Deadline::after(BUDGET), || {
+        let grader_session = session_of(pid)?;
         let found = named(&comm)
             .into_iter()
-            .find(|p| grader_session.is_some() && session_of(p.pid) != grader_session);
-        if let Some(p) = found {
-            break Some(p);
+            .find(|p| session_of(p.pid).is_some_and(|s| s != grader_session));
+        match found {
+            Some(p) => Some(Some(p)),
+            // The grader finished (or failed) before any daemon appeared.
+            None if child.try_wait().ok().flatten().is_some() => Some(None),
+            None => None,
         }
-        if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
-            break None;
-        }
-        std::thread::sleep(POLL);
-    };
+    })
+    .flatten();
     // SAFETY: the grader's pid, never 0 or 1; its process group is left
     // alone, so only the grader itself dies.
     unsafe { libc::kill(pid, libc::SIGKILL) };
