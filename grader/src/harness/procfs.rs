@@ -142,8 +142,9 @@ pub fn real_uid(status: &str) -> Option<u32> {
         .ok()
 }
 
-/// Processes (not zombies) whose real uid is `uid`, with their process group.
-pub fn processes_of_user(uid: u32) -> Vec<(Pid, Pid)> {
+/// Processes whose real uid is `uid`: pid, process group and state
+/// (zombies included: `Z`).
+pub fn processes_of_user(uid: u32) -> Vec<(Pid, Pid, char)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -157,7 +158,7 @@ pub fn processes_of_user(uid: u32) -> Vec<(Pid, Pid)> {
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let (state, _, pgid) = parse_stat_fields(&stat)?;
-            (state != 'Z').then_some((Pid::from_raw(pid), Pid::from_raw(pgid)))
+            Some((Pid::from_raw(pid), Pid::from_raw(pgid), state))
         })
         .collect()
 }
