@@ -199,7 +199,6 @@ pub fn grade(
     let env = ScenarioEnv {
         binary: &binary,
         seed: opts.seed,
-        output_limit: spec.limits.output_limit_bytes,
         helper: &helper,
         shim: shim.as_deref(),
         limits: &spec.limits,

@@ -34,13 +34,12 @@ pub struct ScenarioEnv<'a> {
     /// The submission's built binary.
     pub binary: &'a Path,
     pub seed: u64,
-    pub output_limit: usize,
     /// The grader's own binary: it runs the grader's peers
     /// (`cargo-grade peer KIND`) and the namespace holder.
     pub helper: &'a Path,
     /// The I/O fault shim (an LD_PRELOAD library), when a test needs it.
     pub shim: Option<&'a Path>,
-    /// The spec's `[limits]`: each test's [`Budget`] comes from them.
+    /// The spec's `[limits]`: each test's [`Budget`], the output kept.
     pub limits: &'a Limits,
     /// What the round's namespaces hide and show.
     pub confinement: &'a Confinement,
@@ -428,7 +427,7 @@ impl Scenario<'_> {
             self.env.binary,
             &args,
             self.workdir.path(),
-            self.env.output_limit,
+            self.env.limits.output_limit_bytes,
         );
         opts.sandbox = self.sandbox.join_fds();
         opts.user = self.sandbox.identity();
@@ -713,7 +712,7 @@ impl Scenario<'_> {
                     expected,
                     format!(
                         "the output passed the limit of {} bytes ({total} bytes so far) and the rest was dropped",
-                        self.env.output_limit
+                        self.env.limits.output_limit_bytes
                     ),
                 )
             }
