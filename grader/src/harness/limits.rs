@@ -53,7 +53,12 @@ impl Budget {
     /// number of processes the user has before the test starts (0 for a
     /// user of the test's own): `RLIMIT_NPROC` counts them all.
     pub fn rlimits(&self, already_running: u64) -> Vec<ResourceLimit> {
-        let limit = |resource, value| ResourceLimit { resource, value };
+        // Never above the grader's own hard limit: an unprivileged grader
+        // may not raise it, and a lower one is tighter anyway.
+        let limit = |resource, value: u64| ResourceLimit {
+            resource,
+            value: value.min(hard_limit(resource)),
+        };
         vec![
             limit(libc::RLIMIT_CPU, self.cpu_s),
             limit(libc::RLIMIT_DATA, self.memory),
@@ -75,6 +80,20 @@ impl Budget {
             self.file_size >> 20,
             self.processes
         )
+    }
+}
+
+/// The calling process's hard limit of `resource` (infinity if unknown).
+fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: getrlimit fills a plain struct.
+    if unsafe { libc::getrlimit(resource, &mut rl) } == 0 {
+        rl.rlim_max
+    } else {
+        libc::RLIM_INFINITY
     }
 }
 
