@@ -139,7 +139,14 @@ fn cases() -> Vec<Case> {
             alone: true,
             ..case("ipc_flood", "ipc", |_, dir| plain(dir, IPC_FLOOD))
         },
-        case("fork_bomb", "fork", |_, dir| plain(dir, FORK_BOMB)),
+        case("fork_bomb", "fork", |_, dir| {
+            // The process limit stops it, not its own cap of 1885.
+            stopped_by(
+                dir,
+                FORK_BOMB,
+                "fork refused: Resource temporarily unavailable",
+            )
+        }),
         case("infinite_loop", "loop", |_, dir| plain(dir, INFINITE_LOOP)),
         case("ignores_sigterm", "noterm", |_, dir| {
             plain(dir, IGNORES_SIGTERM)
@@ -154,7 +161,10 @@ fn cases() -> Vec<Case> {
             })
         },
         case("output_flood", "flood", |_, dir| plain(dir, OUTPUT_FLOOD)),
-        case("memory_hog", "mem", |_, dir| plain(dir, MEMORY_HOG)),
+        case("memory_hog", "mem", |_, dir| {
+            // The memory limit stops it, not its own cap of 4 GiB.
+            stopped_by(dir, MEMORY_HOG, "allocation refused")
+        }),
         case("disk_filler", "disk", setup_disk_filler),
         case("writes_outside", "escape", setup_writes_outside),
         case("reads_reference", "peek", setup_reads_reference),
@@ -191,6 +201,19 @@ fn plain(dir: &Path, source: &str) -> Result<Check, String> {
     Ok(Box::new(|_, _, _| {}))
 }
 
+/// A program that says `evidence` (on stderr, which the report quotes) when
+/// a limit of the sandbox stops it; the report must show it.
+fn stopped_by(dir: &Path, source: &str, evidence: &'static str) -> Result<Check, String> {
+    write_main(dir, source)?;
+    Ok(Box::new(move |_, graded, failures| {
+        if !graded.stdout.contains(evidence) {
+            failures.push(format!(
+                "the report does not show {evidence:?}: no limit stopped the program"
+            ));
+        }
+    }))
+}
+
 /// `source` with each `"@NAME@"` (quotes included) replaced by a Rust string
 /// literal of its value; every placeholder must be there.
 fn fill(source: &str, values: &[(&str, &str)]) -> Result<String, String> {
@@ -225,6 +248,17 @@ fn spec_file(ctx: &Ctx) -> PathBuf {
 fn setup_disk_filler(_: &Ctx, dir: &Path) -> Result<Check, String> {
     write_main(dir, DISK_FILLER)?;
     Ok(Box::new(|_, graded, failures| {
+        // Limits stopped it, not its own cap of 1 GiB: a file stopped at
+        // the file-size limit (EFBIG), and, with namespaces, the scratch
+        // tmpfs full (ENOSPC).
+        let report = &graded.stdout;
+        if !report.contains("File too large") {
+            failures.push("no file of the disk filler was refused as too large".into());
+        }
+        let private = report.contains("scratch directory is a");
+        if private && !report.contains("No space left on device") {
+            failures.push("the disk filler never filled its scratch tmpfs".into());
+        }
         // The program says where it wrote; whatever of that the host sees
         // must hold none of its files any more.
         for fill_dir in said_after(&graded.stdout, "fill dir: ") {

@@ -1,7 +1,7 @@
 //! Hostile submission: a fork bomb, bounded so that it cannot take the
 //! machine down even with no sandbox: every process forks at most FAN_OUT
 //! children down to DEPTH levels (1 + 12 + 144 + 1728 = 1885 processes in
-//! all), stops forking at the first failure, and every process exits by
+//! all), stops forking at the first failure (and says so on stderr), and every process exits by
 //! itself LIFETIME after the first one started.
 
 use std::time::{Duration, Instant};
@@ -25,7 +25,10 @@ fn main() {
                 level += 1;
                 children = 0;
             }
-            -1 => break,
+            -1 => {
+                eprintln!("fork refused: {}", std::io::Error::last_os_error());
+                break;
+            }
             _ => children += 1,
         }
     }
