@@ -553,9 +553,9 @@ fn drain(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, mpsc::Re
     (buffer, finished)
 }
 
-/// `cargo-grade grade task1 --path DIR --course ROOT --format json`, killed
-/// with its process group at the deadline.
-fn grade(ctx: &Ctx, dir: &Path) -> Result<Graded, String> {
+/// `cargo-grade grade task1 --path DIR --course ROOT --format json`, as the
+/// leader of its own process group, with no stdin.
+fn grader_command(ctx: &Ctx, dir: &Path) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cargo-grade"));
     cmd.args(["grade", TASK, "--path"])
         .arg(dir)
@@ -565,9 +565,14 @@ fn grade(ctx: &Ctx, dir: &Path) -> Result<Graded, String> {
         .current_dir(&ctx.course)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0);
+    cmd
+}
+
+/// Grades `dir`, killing the grader with its process group at the deadline.
+fn grade(ctx: &Ctx, dir: &Path) -> Result<Graded, String> {
+    let mut cmd = grader_command(ctx, dir);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = ctx
         .reaper
@@ -987,17 +992,8 @@ fn run_case(ctx: &Ctx, case: &Case) -> Outcome {
 /// and checks that every process of the program is gone soon after.
 fn kill_grader_mid_test(ctx: &Ctx, case: &Case, dir: &Path) -> Outcome {
     let comm = format!("{COMM_PREFIX}{}", case.short);
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cargo-grade"));
-    cmd.args(["grade", TASK, "--path"])
-        .arg(dir)
-        .arg("--course")
-        .arg(&ctx.course)
-        .args(["--format", "json"])
-        .current_dir(&ctx.course)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
+    let mut cmd = grader_command(ctx, dir);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = match ctx.reaper.spawn(&mut cmd) {
         Ok(child) => child,
         Err(e) => {

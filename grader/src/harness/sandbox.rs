@@ -508,13 +508,7 @@ impl MountPlan {
         let nodev = libc::MS_NOSUID | libc::MS_NODEV;
         make_mounts_private()?;
         for (i, (target, options)) in self.private.iter().enumerate() {
-            check(libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                nodev,
-                options.as_ptr().cast(),
-            ))?;
+            mount_tmpfs(target, options)?;
             if i == 0 {
                 // /dev/shm is private now and /tmp not yet covered: bind
                 // what must stay in sight to staging points.
@@ -539,13 +533,7 @@ impl MountPlan {
         }
         let (parents, target, options) = &self.workdir;
         make_dirs(parents)?;
-        check(libc::mount(
-            c"tmpfs".as_ptr(),
-            target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            nodev,
-            options.as_ptr().cast(),
-        ))
+        mount_tmpfs(target, options)
     }
 }
 
@@ -554,6 +542,20 @@ fn ancestors(path: &Path) -> Result<Vec<CString>, String> {
     let mut dirs: Vec<&Path> = path.ancestors().filter(|a| a.parent().is_some()).collect();
     dirs.reverse();
     dirs.into_iter().map(cstring).collect()
+}
+
+/// A fresh, writable tmpfs at `target` (no devices, no set-uid).
+///
+/// # Safety
+/// For `pre_exec` only: a raw system call.
+unsafe fn mount_tmpfs(target: &std::ffi::CStr, options: &std::ffi::CStr) -> std::io::Result<()> {
+    check(libc::mount(
+        c"tmpfs".as_ptr(),
+        target.as_ptr(),
+        c"tmpfs".as_ptr(),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        options.as_ptr().cast(),
+    ))
 }
 
 /// A mount that moves or binds `source` (empty for a remount) at `target`.
