@@ -3,7 +3,6 @@
 //! in parallel; it owns no global state and writes nothing outside its own
 //! scratch directories and the shared build cache.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -110,11 +109,9 @@ pub fn grade(
 
     // The binaries student processes run: readable and executable by the
     // unprivileged user they run as, mounted read-only in their sandbox.
-    let scratch = match tempfile::Builder::new()
-        .prefix("cargo-grade-bin-")
-        .permissions(std::fs::Permissions::from_mode(0o755))
-        .tempdir()
-    {
+    // What graders killed before us left behind goes first.
+    crate::harness::scratch::remove_stale();
+    let scratch = match crate::harness::scratch::create("bin-", 0o755) {
         Ok(dir) => dir,
         Err(e) => {
             return Ok(ungradable(

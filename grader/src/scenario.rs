@@ -219,9 +219,7 @@ fn run_round(
     rng: &mut fastrand::Rng,
     deadline: Deadline,
 ) -> Result<RoundEnd, String> {
-    let workdir = tempfile::Builder::new()
-        .prefix("cargo-grade-")
-        .tempdir()
+    let workdir = crate::harness::scratch::create("", 0o700)
         .map_err(|e| format!("could not create a scratch directory: {e}"))?;
     let identity = Identity::for_round();
     let sandbox = Sandbox::new(env.helper, env.confinement, workdir.path(), identity);

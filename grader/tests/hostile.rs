@@ -1034,6 +1034,44 @@ fn kill_grader_mid_test(ctx: &Ctx, case: &Case, dir: &Path) -> Outcome {
     };
     nothing_left(ctx, &comm, "the grader was killed", &mut failures);
     let gone_after = killed_at.elapsed();
+    // The killed grader could not remove its scratch directories; the next
+    // grader does.
+    let scratch_of = |pid: i32| -> Vec<String> {
+        let mine = [
+            format!("cargo-grade-{pid}-"),
+            format!("cargo-grade-bin-{pid}-"),
+        ];
+        std::fs::read_dir(std::env::temp_dir())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| mine.iter().any(|m| name.starts_with(m.as_str())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let left_by_killed = scratch_of(pid);
+    if left_by_killed.is_empty() {
+        failures
+            .push("the killed grader left no scratch directory: is it named after its pid?".into());
+    }
+    let mut next = grader_command(ctx, dir);
+    next.args(["--only", "handlers_before_ready"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match next.status() {
+        Ok(status) if status.success() => {
+            let still = scratch_of(pid);
+            if !still.is_empty() {
+                failures.push(format!(
+                    "the next grader did not remove the killed one's scratch: {still:?}"
+                ));
+            }
+        }
+        other => failures.push(format!("the next grade failed: {other:?}")),
+    }
+    nothing_left(ctx, &comm, "the next grade", &mut failures);
     Outcome {
         failures,
         summary: format!(

@@ -15,6 +15,7 @@ pub mod output;
 pub mod process;
 pub mod procfs;
 pub mod sandbox;
+pub mod scratch;
 
 pub use deadline::Deadline;
 pub use identity::Identity;
