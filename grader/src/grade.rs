@@ -192,6 +192,7 @@ pub fn grade(
         .collect(),
         readonly: vec![scratch.path().to_owned()],
         disk_bytes: spec.limits.disk_mib << 20,
+        memory_bytes: spec.limits.test_memory_mib << 20,
     };
     let env = ScenarioEnv {
         binary: &binary,

@@ -429,6 +429,7 @@ impl Scenario<'_> {
         );
         opts.sandbox = self.sandbox.join_fds();
         opts.user = self.sandbox.identity();
+        opts.cgroup = self.sandbox.cgroup_fd();
         let shown = match peer {
             Some(kind) => {
                 opts.program = self.env.helper.to_owned();
@@ -521,6 +522,7 @@ impl Scenario<'_> {
         );
         opts.sandbox = self.sandbox.join_fds();
         opts.user = self.sandbox.identity();
+        opts.cgroup = self.sandbox.cgroup_fd();
         self.actions.push(format!(
             "left a stale {kind} {} behind, as a crashed earlier run would",
             args.join(" ")

@@ -72,6 +72,10 @@ pub struct Limits {
     /// Largest file a student process may write (`RLIMIT_FSIZE`).
     #[serde(default = "default_file_size_mib")]
     pub file_size_mib: u64,
+    /// Memory of all of one test's processes together (a memory cgroup,
+    /// where the grader can make one): shared memory included.
+    #[serde(default = "default_test_memory_mib")]
+    pub test_memory_mib: u64,
     /// Size of each test's scratch directory (a tmpfs, where namespaces
     /// allow), and of its private `/tmp` and `/dev/shm`.
     #[serde(default = "default_disk_mib")]
@@ -102,6 +106,9 @@ fn default_open_files() -> u64 {
 fn default_file_size_mib() -> u64 {
     64
 }
+fn default_test_memory_mib() -> u64 {
+    2048
+}
 fn default_disk_mib() -> u64 {
     256
 }
@@ -117,6 +124,7 @@ impl Default for Limits {
             processes: default_processes(),
             open_files: default_open_files(),
             file_size_mib: default_file_size_mib(),
+            test_memory_mib: default_test_memory_mib(),
             disk_mib: default_disk_mib(),
         }
     }
@@ -532,6 +540,7 @@ impl Spec {
             ("processes", limits.processes),
             ("open_files", limits.open_files),
             ("file_size_mib", limits.file_size_mib),
+            ("test_memory_mib", limits.test_memory_mib),
             ("disk_mib", limits.disk_mib),
         ] {
             if value == 0 {

@@ -54,6 +54,7 @@ const SYSV_KEYS: std::ops::Range<i64> = 0x6367_0000..0x6367_0000 + 1000;
 const COMM_PREFIX: &str = "cgh-";
 
 const FORK_BOMB: &str = include_str!("hostile/fork_bomb.rs");
+const SHARED_MEMORY_HOG: &str = include_str!("hostile/shared_memory_hog.rs");
 const PHONES_HOME: &str = include_str!("hostile/phones_home.rs");
 const INFINITE_LOOP: &str = include_str!("hostile/infinite_loop.rs");
 const IGNORES_SIGTERM: &str = include_str!("hostile/ignores_sigterm.rs");
@@ -161,6 +162,7 @@ fn cases() -> Vec<Case> {
             })
         },
         case("output_flood", "flood", |_, dir| plain(dir, OUTPUT_FLOOD)),
+        case("shared_memory_hog", "shmem", setup_shared_memory_hog),
         case("memory_hog", "mem", |_, dir| {
             // The memory limit stops it, not its own cap of 4 GiB.
             stopped_by(dir, MEMORY_HOG, "allocation refused")
@@ -199,6 +201,30 @@ fn write_main(dir: &Path, source: &str) -> Result<(), String> {
 fn plain(dir: &Path, source: &str) -> Result<Check, String> {
     write_main(dir, source)?;
     Ok(Box::new(|_, _, _| {}))
+}
+
+/// Shared memory escapes the per-process limit; the test's memory cgroup
+/// (where the grader could make one) stops the program before its own cap.
+fn setup_shared_memory_hog(_: &Ctx, dir: &Path) -> Result<Check, String> {
+    write_main(dir, SHARED_MEMORY_HOG)?;
+    Ok(Box::new(|_, graded, failures| {
+        let report = &graded.stdout;
+        if !report.contains("touched 256 MiB") {
+            failures.push("the report does not show the program at work".into());
+        }
+        // The test's limit is 2048 MiB in all: never a chunk past it.
+        let limited = report.contains("(a memory cgroup)");
+        let most = said_after(report, "touched ")
+            .iter()
+            .filter_map(|n| n.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        if limited && most > 2048 {
+            failures.push(format!(
+                "the program took {most} MiB of shared memory: no limit stopped it"
+            ));
+        }
+    }))
 }
 
 /// A program that says `evidence` (on stderr, which the report quotes) when

@@ -7,6 +7,7 @@
 //! [`deadline::poll_until`], for conditions the kernel offers no
 //! notification for.
 
+pub mod cgroup;
 pub mod deadline;
 pub mod identity;
 pub mod leftovers;

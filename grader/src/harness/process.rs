@@ -41,6 +41,8 @@ pub struct SpawnOptions {
     pub limits: Vec<ResourceLimit>,
     /// The user to run as (the grader's own if `None`).
     pub user: Option<Identity>,
+    /// `cgroup.procs` of a cgroup to join, open for writing.
+    pub cgroup: Option<std::os::fd::RawFd>,
 }
 
 impl SpawnOptions {
@@ -56,6 +58,7 @@ impl SpawnOptions {
             cpus: None,
             limits: Vec::new(),
             user: None,
+            cgroup: None,
         }
     }
 }
@@ -143,6 +146,7 @@ impl Program {
             .map_err(|_| std::io::Error::other("working directory contains a NUL byte"))?;
         let limits = opts.limits.clone();
         let user = opts.user;
+        let cgroup = opts.cgroup;
         // SAFETY: a cpu_set_t is plain bits; zeroed is the empty set.
         let mut cpu_set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         let pin = opts.cpus.as_ref().map(|cpus| {
@@ -161,6 +165,9 @@ impl Program {
             cmd.pre_exec(move || {
                 if let Some(fds) = sandbox {
                     super::sandbox::join_in_child(fds, &cwd)?;
+                }
+                if let Some(fd) = cgroup {
+                    super::cgroup::join_in_child(fd)?;
                 }
                 for limit in &limits {
                     let rl = libc::rlimit {

@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
+use super::cgroup::MemoryCgroup;
 use super::identity::Identity;
 
 /// Which isolation a test ran under.
@@ -63,6 +64,22 @@ impl Isolation {
     }
 }
 
+/// Set once a memory cgroup could not be made, with the reason.
+static CGROUP_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The round's memory cgroup, named after its scratch directory (unique).
+fn memory_cgroup(workdir: &Path, limit: u64) -> Result<MemoryCgroup, String> {
+    let mut failed = CGROUP_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = failed.as_ref() {
+        return Err(why.clone());
+    }
+    let name = workdir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("cargo-grade-{}", std::process::id()));
+    MemoryCgroup::create(&name, limit).inspect_err(|why| *failed = Some(why.clone()))
+}
+
 /// Set once namespaces have failed, so later tests do not try again.
 static NAMESPACES_FAILED: AtomicBool = AtomicBool::new(false);
 /// Set once a network namespace has failed (IPC and mount may still work).
@@ -79,6 +96,8 @@ pub struct Confinement {
     pub readonly: Vec<PathBuf>,
     /// Size of the scratch directory, `/tmp` and `/dev/shm` (each a tmpfs).
     pub disk_bytes: u64,
+    /// Memory of all the round's processes together (a memory cgroup).
+    pub memory_bytes: u64,
 }
 
 /// `cargo-grade peer hold [UID]`, with a pipe on stdin that only the grader
@@ -132,6 +151,8 @@ pub struct Sandbox {
     identity: Option<Identity>,
     disk_bytes: u64,
     hides_course: bool,
+    /// The round's memory cgroup, or why there is none.
+    memory: Result<MemoryCgroup, String>,
 }
 
 impl Sandbox {
@@ -148,6 +169,7 @@ impl Sandbox {
             identity: None,
             disk_bytes: 0,
             hides_course: false,
+            memory: Err("not asked for".into()),
         }
     }
 
@@ -193,10 +215,12 @@ impl Sandbox {
             }
             other => other,
         };
-        attempt.unwrap_or_else(|e| {
+        let mut sandbox = attempt.unwrap_or_else(|e| {
             NAMESPACES_FAILED.store(true, Ordering::Relaxed);
             fallback(e)
-        })
+        });
+        sandbox.memory = memory_cgroup(workdir, confinement.memory_bytes);
+        sandbox
     }
 
     fn with_namespaces(
@@ -261,6 +285,7 @@ impl Sandbox {
             identity,
             disk_bytes: confinement.disk_bytes,
             hides_course: !confinement.hidden.is_empty(),
+            memory: Err("not made yet".into()),
         })
     }
 
@@ -276,6 +301,11 @@ impl Sandbox {
     /// The user the round's processes run as, if not the grader's.
     pub fn identity(&self) -> Option<Identity> {
         self.identity
+    }
+
+    /// `cgroup.procs` of the round's memory cgroup, for children to join.
+    pub fn cgroup_fd(&self) -> Option<RawFd> {
+        self.memory.as_ref().ok().map(MemoryCgroup::procs_fd)
     }
 
     /// What children must join, if anything.
@@ -332,6 +362,15 @@ impl Sandbox {
                 ));
             }
         }
+        lines.push(match &self.memory {
+            Ok(cgroup) => format!(
+                "memory of all of a test's processes together limited to {} MiB, shared memory included (a memory cgroup)",
+                cgroup.limit >> 20
+            ),
+            Err(why) => format!(
+                "NOT ACTIVE: a memory limit for the test as a whole ({why}): memory is limited per process only"
+            ),
+        });
         lines.push(match self.identity {
             Some(id) => format!(
                 "student processes run as an unprivileged user of their own per test (uid {}...): process limits apply, and the grader, other tests and root's files are out of reach",
