@@ -36,13 +36,7 @@ impl MemoryCgroup {
     /// A new cgroup `name` under the grader's own memory cgroup, limited to
     /// `limit` bytes (swap included, where the kernel accounts it).
     pub fn create(name: &str, limit: u64) -> Result<MemoryCgroup, String> {
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
-        let path = own_memory_cgroup(&own)
-            .ok_or("no cgroup v1 memory hierarchy (cgroup v2 needs delegation)")?;
-        let dir = Path::new(V1_MEMORY)
-            .join(path.trim_start_matches('/'))
-            .join(name);
+        let dir = own_dir()?.join(name);
         std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let made = (|| {
             std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string())?;
@@ -76,6 +70,34 @@ impl Drop for MemoryCgroup {
             std::fs::remove_dir(&self.dir).ok()
         });
     }
+}
+
+/// The grader's own memory cgroup (v1), as a directory.
+fn own_dir() -> Result<PathBuf, String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let path = own_memory_cgroup(&own)
+        .ok_or("no cgroup v1 memory hierarchy (cgroup v2 needs delegation)")?;
+    Ok(Path::new(V1_MEMORY).join(path.trim_start_matches('/')))
+}
+
+/// Removes the (empty) cgroups of graders that died before they could;
+/// they are named like their scratch directories. Returns how many.
+pub fn remove_stale() -> usize {
+    let Ok(entries) = own_dir().and_then(|d| std::fs::read_dir(d).map_err(|e| e.to_string()))
+    else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(super::scratch::owner)
+                .is_some_and(super::scratch::gone)
+        })
+        .filter(|e| std::fs::remove_dir(e.path()).is_ok())
+        .count()
 }
 
 /// Moves the calling (forked) process into the cgroup whose `cgroup.procs`

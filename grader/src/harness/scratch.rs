@@ -22,7 +22,7 @@ pub fn create(kind: &str, mode: u32) -> std::io::Result<TempDir> {
 }
 
 /// The pid in a scratch directory's name, if it is one.
-fn owner(name: &str) -> Option<u32> {
+pub(crate) fn owner(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?;
     let rest = rest.strip_prefix("bin-").unwrap_or(rest);
     let (pid, random) = rest.split_once('-')?;
@@ -30,10 +30,15 @@ fn owner(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Removes the scratch directories of graders that are no longer running.
-/// Returns how many it removed.
+/// Removes the scratch directories of graders that are no longer running
+/// (and their memory cgroups, named alike). Returns how many it removed.
 pub fn remove_stale() -> usize {
-    remove_stale_in(&std::env::temp_dir())
+    remove_stale_in(&std::env::temp_dir()) + super::cgroup::remove_stale()
+}
+
+/// Whether no process has `pid`.
+pub(crate) fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn remove_stale_in(dir: &Path) -> usize {
@@ -47,10 +52,7 @@ fn remove_stale_in(dir: &Path) -> usize {
             continue;
         };
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir
-            && !Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::remove_dir_all(entry.path()).is_ok()
-        {
+        if is_dir && gone(pid) && std::fs::remove_dir_all(entry.path()).is_ok() {
             removed += 1;
         }
     }
