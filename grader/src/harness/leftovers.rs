@@ -547,12 +547,8 @@ fn read_stat(pid: i32) -> Option<Stat> {
 
 /// Every process on the machine (that `/proc` shows us).
 fn all_processes() -> Vec<Stat> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    super::procfs::pids()
+        .into_iter()
         .filter_map(read_stat)
         .collect()
 }

@@ -100,17 +100,9 @@ fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
 /// How many tasks (processes and threads, what `RLIMIT_NPROC` counts) the
 /// real user `uid` has now.
 pub fn tasks_of_user(uid: u32) -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+    super::procfs::pids()
+        .into_iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter(|status| super::procfs::real_uid(status) == Some(uid))
         .map(|status| {
             status

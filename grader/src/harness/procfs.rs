@@ -32,15 +32,22 @@ pub fn state(pid: Pid) -> Option<char> {
     after.split_whitespace().next()?.chars().next()
 }
 
-/// The members of process group `pgid` with their states, by pid: the
-/// processes a program forked and that stayed in its group.
-pub fn group_members(pgid: Pid) -> Vec<(Pid, char)> {
+/// The pid of every process `/proc` shows (none if it cannot be read).
+pub fn pids() -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut members: Vec<(Pid, char)> = entries
+    entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
+}
+
+/// The members of process group `pgid` with their states, by pid: the
+/// processes a program forked and that stayed in its group.
+pub fn group_members(pgid: Pid) -> Vec<(Pid, char)> {
+    let mut members: Vec<(Pid, char)> = pids()
+        .into_iter()
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let fields = parse_stat_fields(&stat)?;
@@ -145,12 +152,8 @@ pub fn real_uid(status: &str) -> Option<u32> {
 /// Processes whose real uid is `uid`: pid, process group and state
 /// (zombies included: `Z`).
 pub fn processes_of_user(uid: u32) -> Vec<(Pid, Pid, char)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    pids()
+        .into_iter()
         .filter(|&pid| {
             std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .is_ok_and(|s| real_uid(&s) == Some(uid))
