@@ -191,8 +191,13 @@ fn the_report_header_lists_every_protection_in_force() {
     assert!(has("child subreaper"), "{protections:#?}");
     assert!(has("output captured up to"), "{protections:#?}");
     if root {
-        // As root (CI), everything is available: nothing is missing.
-        assert!(!has("NOT ACTIVE"), "{protections:#?}");
+        // As root (CI), everything but the memory cgroup (which needs cgroup
+        // v1, or a delegated v2 subtree) is available.
+        let missing: Vec<&String> = protections
+            .iter()
+            .filter(|p| p.starts_with("NOT ACTIVE") && !p.contains("memory limit for the test"))
+            .collect();
+        assert!(missing.is_empty(), "{protections:#?}");
         assert!(has("unprivileged user of their own"), "{protections:#?}");
         assert!(has("private network namespace"), "{protections:#?}");
         assert!(has("hidden from student processes"), "{protections:#?}");
