@@ -380,8 +380,27 @@ impl Scenario<'_> {
                 self.join_background();
                 Ok(())
             }
-            Action::WaitFor(re, check) => self.read_matching(step, re, check, true, deadline),
-            Action::Expect(re, check) => self.read_matching(step, re, check, false, deadline),
+            Action::WaitFor(re, check) => self.read_matching(step, re, check, Skip::Any, deadline),
+            Action::Expect(re, check, None) => {
+                self.read_matching(step, re, check, Skip::None, deadline)
+            }
+            Action::Expect(re, check, Some(skip)) => {
+                self.read_matching(step, re, check, Skip::Matching(skip), deadline)
+            }
+            Action::WaitBlocked => self.wait_blocked(step, deadline),
+            Action::Reading(on) => {
+                let name = match step.stream {
+                    StreamName::Stdout => "stdout",
+                    StreamName::Stderr => "stderr",
+                };
+                self.actions.push(if *on {
+                    format!("resumed reading its {name}")
+                } else {
+                    format!("stopped reading its {name} (its writes fill the pipe, then block)")
+                });
+                self.stream(step).set_paused(!*on);
+                Ok(())
+            }
             Action::ExpectNumbered { template, from, to } => {
                 self.expect_numbered(step, template, *from, *to, deadline)
             }
@@ -726,15 +745,28 @@ impl Scenario<'_> {
         step: &Step,
         re: &regex::Regex,
         check: &LineCheck,
-        skip: bool,
+        skip: Skip<'_>,
         deadline: Deadline,
     ) -> Result<(), StepFailure> {
-        let (action, expected) = if skip {
-            ("waited for a line matching", "a line matching")
-        } else {
-            ("read the next line, expecting", "the next line to match")
+        match skip {
+            Skip::Any => self
+                .actions
+                .push(format!("waited for a line matching /{re}/")),
+            Skip::None => self
+                .actions
+                .push(format!("read the next line, expecting /{re}/")),
+            Skip::Matching(over) => self.actions.push(format!(
+                "read lines, passing over those matching /{over}/, expecting /{re}/"
+            )),
+        }
+        let expected = match skip {
+            Skip::Any => "a line matching".to_owned(),
+            Skip::None => "the next line to match".to_owned(),
+            Skip::Matching(over) => {
+                format!("the next line not matching /{over}/ to match")
+            }
         };
-        self.actions.push(format!("{action} /{re}/"));
+        let expected = expected.as_str();
         let expected = match check {
             LineCheck::Number(n) => format!("{expected} /{re}/{}", self.describe_check(n)),
             LineCheck::Payload(len) => format!(
@@ -756,8 +788,11 @@ impl Scenario<'_> {
                             }
                         }
                     }
-                    None if skip => continue,
-                    None => return Err(StepFailure::failed(expected, mismatch(&stream, &line))),
+                    None => match skip {
+                        Skip::Any => continue,
+                        Skip::Matching(over) if over.is_match(&line) => continue,
+                        _ => return Err(StepFailure::failed(expected, mismatch(&stream, &line))),
+                    },
                 },
                 Err(why) => return Err(self.no_line(step, why, expected, begun.elapsed())),
             }
@@ -866,6 +901,73 @@ impl Scenario<'_> {
                 let running = match last {
                     Syscall::Blocked(n) => format!("blocked in system call number {n} instead"),
                     _ => "still running in user space (busy-waiting?)".to_owned(),
+                };
+                Err(self.ran_out(step, expected, "", running))
+            }
+        }
+    }
+
+    /// `wait_blocked`: every thread of the process asleep, whatever call it
+    /// sleeps in, on [`BLOCKED_SAMPLES`] samples in a row spanning at least
+    /// [`BLOCKED_SPAN`]. A thread between two system calls, or one that
+    /// polls with short sleeps, is caught awake on some sample; one that
+    /// waits is asleep on all of them.
+    ///
+    /// This is what makes "send a signal once it waits" hold for every
+    /// design: a signal wakes a sleeping thread at once (the kernel marks it
+    /// runnable before `kill` returns), and a thread cannot go back to sleep
+    /// with an unblocked signal pending, so seeing it asleep again after a
+    /// signal means the signal was handled.
+    fn wait_blocked(&mut self, step: &Step, deadline: Deadline) -> Result<(), StepFailure> {
+        self.actions.push(
+            "waited until it was blocked, waiting for input or an event (every thread asleep)"
+                .into(),
+        );
+        let pid = self.process(step).pid();
+        let mut first_asleep: Option<Instant> = None;
+        let mut samples = 0;
+        let mut last = procfs::Activity::Gone;
+        let reached = poll_until(deadline, || {
+            last = procfs::activity(pid);
+            match last {
+                procfs::Activity::Asleep => {
+                    let since = *first_asleep.get_or_insert_with(Instant::now);
+                    samples += 1;
+                    (samples >= BLOCKED_SAMPLES && since.elapsed() >= BLOCKED_SPAN).then_some(())
+                }
+                // An exit ends the wait; the failure below says how.
+                procfs::Activity::Gone => Some(()),
+                procfs::Activity::Busy(_) => {
+                    first_asleep = None;
+                    samples = 0;
+                    None
+                }
+            }
+        });
+        let expected = "the program to block, waiting for input or an event".to_owned();
+        match (reached, &last) {
+            (Some(()), procfs::Activity::Asleep) => Ok(()),
+            (_, procfs::Activity::Gone) => {
+                let p = self.process(step);
+                let how = p
+                    .wait_exit(Deadline::after_ms(500))
+                    .map_or("was gone".to_owned(), ExitState::describe);
+                Err(StepFailure::failed(expected, format!("the program {how}")))
+            }
+            (_, busy) => {
+                let running = match busy {
+                    procfs::Activity::Busy(threads) => {
+                        let shown: Vec<String> = threads
+                            .iter()
+                            .take(4)
+                            .map(|(tid, state)| format!("thread {tid} in state {state}"))
+                            .collect();
+                        format!(
+                            "never blocked: {} (busy-waiting, or stopped?)",
+                            shown.join(", ")
+                        )
+                    }
+                    _ => "never blocked".to_owned(),
                 };
                 Err(self.ran_out(step, expected, "", running))
             }
@@ -1246,6 +1348,17 @@ impl Scenario<'_> {
     }
 }
 
+/// Which lines a read for an expected line may pass over.
+#[derive(Clone, Copy)]
+enum Skip<'a> {
+    /// None: the next line must match (`expect`).
+    None,
+    /// Any line (`wait_for`).
+    Any,
+    /// Lines matching this pattern (`expect` with `skip`).
+    Matching(&'a regex::Regex),
+}
+
 /// The end of stderr, and a Rust panic's message when the tail (a long
 /// backtrace, say) does not show it.
 fn stderr_excerpt(stderr: &CapturedStream) -> Vec<String> {
@@ -1259,6 +1372,11 @@ fn stderr_excerpt(stderr: &CapturedStream) -> Vec<String> {
     }
     tail
 }
+
+/// Samples in a row on which `wait_blocked` must see every thread asleep.
+const BLOCKED_SAMPLES: u32 = 3;
+/// The least time those samples span.
+const BLOCKED_SPAN: Duration = Duration::from_millis(2);
 
 fn sent_var(signal: Signal) -> String {
     format!("sent_{}", signals::name(signal))

@@ -278,8 +278,9 @@ pub enum Action {
     Join,
     /// Skip output lines until one matches.
     WaitFor(regex::Regex, LineCheck),
-    /// The next output line must match.
-    Expect(regex::Regex, LineCheck),
+    /// The next output line must match; with a `skip` pattern, lines that
+    /// match it (and not the expectation) are passed over first.
+    Expect(regex::Regex, LineCheck, Option<regex::Regex>),
     /// The next lines must be `template` with `{}` replaced by from..=to.
     ExpectNumbered {
         template: String,
@@ -288,8 +289,16 @@ pub enum Action {
     },
     /// Right now, these signals must have handlers (SigCgt).
     ExpectHandlers(Vec<nix::sys::signal::Signal>),
-    /// Wait until the process is blocked in this system call.
+    /// Wait until the process is blocked in this system call. Only for a
+    /// call the handout mandates: otherwise [`Action::WaitBlocked`].
     WaitSyscall(String),
+    /// Wait until every thread of the process is asleep in whatever blocking
+    /// call its design chose (read, poll, ppoll, select, epoll_wait, msgrcv,
+    /// a semaphore, a sleep...), seen on several samples in a row.
+    WaitBlocked,
+    /// Stop (`true`) or resume (`false`) reading the process's stream: while
+    /// stopped, its writes fill the pipe and then block.
+    Reading(bool),
     /// Wait until this path exists (relative to the test's scratch directory,
     /// which is the programs' working directory).
     WaitFile(String),
@@ -414,6 +423,9 @@ struct RawStep {
     expect_numbered: Option<String>,
     expect_handlers: Option<Vec<String>>,
     wait_syscall: Option<String>,
+    wait_blocked: Option<bool>,
+    stop_reading: Option<bool>,
+    resume_reading: Option<bool>,
     expect_exit: Option<i32>,
     expect_killed_by: Option<String>,
     expect_alive: Option<bool>,
@@ -442,6 +454,7 @@ struct RawStep {
     at_least: Option<Value>,
     at_most: Option<Value>,
     equals: Option<Value>,
+    skip: Option<String>,
 }
 
 /// A spec that could not be loaded, with where and why.
@@ -716,6 +729,9 @@ fn validate_step(
         expect_numbered,
         expect_handlers,
         wait_syscall,
+        wait_blocked,
+        stop_reading,
+        resume_reading,
         expect_exit,
         expect_killed_by,
         expect_alive,
@@ -730,7 +746,7 @@ fn validate_step(
     );
     let action_name = match actions.as_slice() {
         [one] => *one,
-        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_syscall, wait_file, wait_idle, count_fds, count_zombies, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
+        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_blocked, wait_syscall, wait_file, wait_idle, stop_reading, resume_reading, count_fds, count_zombies, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
         many => return Err(format!("several actions ({}): put each in its own step", many.join(", "))),
     };
 
@@ -741,9 +757,13 @@ fn validate_step(
         "signal" => &["count", "spread_ms", "background", "target"],
         "pause_ms" => &["count", "spread_ms", "background", "target"],
         "count_fds" | "count_zombies" => &["capture", "at_least", "at_most", "equals"],
-        "wait_for" | "expect" => &[
+        "wait_for" => &[
             "stream", "capture", "at_least", "at_most", "equals", "payload",
         ],
+        "expect" => &[
+            "stream", "capture", "at_least", "at_most", "equals", "payload", "skip",
+        ],
+        "stop_reading" | "resume_reading" => &["stream"],
         "expect_numbered" => &["from", "to", "stream"],
         _ => &[],
     };
@@ -762,6 +782,7 @@ fn validate_step(
         ("peer", raw.peer.is_some()),
         ("target", raw.target.is_some()),
         ("payload", raw.payload.is_some()),
+        ("skip", raw.skip.is_some()),
     ];
     for (option, set) in options {
         if set && !allowed.contains(&option) {
@@ -965,7 +986,26 @@ fn validate_step(
         "expect" => {
             let re = regex(raw.expect.as_deref().unwrap_or_default())?;
             let check = line_check(&re, ctx)?;
-            Action::Expect(re, check)
+            let skip = match raw.skip.as_deref() {
+                Some(p) => Some(
+                    regex::Regex::new(p)
+                        .map_err(|e| format!("skip = {p:?} is not a valid regex: {e}"))?,
+                ),
+                None => None,
+            };
+            Action::Expect(re, check, skip)
+        }
+        "wait_blocked" => {
+            flag(raw.wait_blocked, "wait_blocked")?;
+            Action::WaitBlocked
+        }
+        "stop_reading" => {
+            flag(raw.stop_reading, "stop_reading")?;
+            Action::Reading(false)
+        }
+        "resume_reading" => {
+            flag(raw.resume_reading, "resume_reading")?;
+            Action::Reading(true)
         }
         "expect_numbered" => {
             let template = raw.expect_numbered.clone().unwrap_or_default();

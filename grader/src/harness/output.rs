@@ -1,9 +1,15 @@
 //! Captured output of a child process: a reader thread drains the pipe into
 //! lines, and the scenario waits on those lines with deadlines.
 //!
-//! The reader never stops draining, so a program that floods its output
-//! cannot block on a full pipe and stall the grader; past the byte limit the
-//! rest is counted and dropped, and the stream is marked truncated.
+//! The reader drains without pause unless a test asks it to stop reading
+//! (`stop_reading`), so a program that floods its output cannot block on a
+//! full pipe and stall the grader; past the byte limit the rest is counted
+//! and dropped, and the stream is marked truncated.
+//!
+//! Stopping the reader is how a spec makes a program's progress depend on
+//! the grader instead of on timing: once the pipe is full the program blocks
+//! in `write`, at a point the grader chose, and a signal sent then lands in
+//! the middle of a flood on every run, at any load.
 
 use std::io::Read;
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,6 +31,8 @@ struct State {
     eof: bool,
     /// Index of the next line a reader of this stream will consume.
     cursor: usize,
+    /// The reader thread reads nothing more until this is cleared.
+    paused: bool,
 }
 
 /// One captured stream (stdout or stderr) of one process.
@@ -74,6 +82,10 @@ impl CapturedStream {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
+            // What a read brought while the reader is stopped is held back
+            // (and nothing more is read) until it resumes, so a stopped
+            // stream shows no new line whenever the stop came.
+            self.wait_while_paused();
             self.push(&buf[..n]);
         }
         let mut st = self.lock();
@@ -114,6 +126,22 @@ impl CapturedStream {
             st.truncated = true;
         }
         drop(st);
+        self.more.notify_all();
+    }
+
+    fn wait_while_paused(&self) {
+        let mut st = self.lock();
+        while st.paused {
+            st = self.more.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Stops (`true`) or resumes (`false`) reading from the program: while
+    /// stopped, what it writes stays in the pipe, and once the pipe is full
+    /// the program blocks in `write`. The teardown of a program always
+    /// resumes, so that the reader sees end of file and finishes.
+    pub fn set_paused(&self, paused: bool) {
+        self.lock().paused = paused;
         self.more.notify_all();
     }
 
@@ -255,6 +283,22 @@ mod tests {
         assert_eq!(s.next_line(Deadline::after_ms(100)), Ok("one".into()));
         assert_eq!(s.next_line(Deadline::after_ms(100)), Ok("tw".into()));
         assert_eq!(s.next_line(Deadline::after_ms(100)), Err(LineWait::Eof));
+    }
+
+    #[test]
+    fn a_paused_reader_reads_nothing_until_resumed() {
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let (mut tx, rx) = (std::fs::File::from(tx), std::fs::File::from(rx));
+        let (s, h) = CapturedStream::spawn(rx, 1024);
+        std::io::Write::write_all(&mut tx, b"one\n").unwrap();
+        assert_eq!(s.next_line(Deadline::after_ms(5000)), Ok("one".into()));
+        s.set_paused(true);
+        std::io::Write::write_all(&mut tx, b"two\n").unwrap();
+        assert_eq!(s.next_line(Deadline::after_ms(50)), Err(LineWait::Deadline));
+        s.set_paused(false);
+        assert_eq!(s.next_line(Deadline::after_ms(2000)), Ok("two".into()));
+        drop(tx);
+        h.join().unwrap();
     }
 
     #[test]

@@ -280,6 +280,10 @@ impl Program {
     /// joins the capture threads. Returns how the main process ended.
     pub fn terminate(&mut self, grace: Duration) -> ExitState {
         let pgid = self.pid;
+        // A stream a test stopped reading must drain again, or its reader
+        // would never see end of file.
+        self.stdout.set_paused(false);
+        self.stderr.set_paused(false);
         let _ = killpg(pgid, Signal::SIGTERM);
         // SIGSTOPped members would never act on SIGTERM.
         let _ = killpg(pgid, Signal::SIGCONT);

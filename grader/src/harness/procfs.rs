@@ -88,6 +88,59 @@ pub fn idle(pid: Pid) -> bool {
     })
 }
 
+/// What the threads of a process are doing, as `wait_blocked` sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activity {
+    /// Every live thread is asleep (S): blocked in some system call, waiting
+    /// for input, an event, a lock or a timer.
+    Asleep,
+    /// These threads (tid, state) are running (R), in uninterruptible
+    /// sleep (D) or stopped (T, t).
+    Busy(Vec<(i32, char)>),
+    /// No live thread is left: the process exited (or is a zombie).
+    Gone,
+}
+
+/// Whether every live thread of `pid` is asleep, which threads are not, or
+/// whether none is left. Exited threads (Z, X) are ignored.
+pub fn activity(pid: Pid) -> Activity {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Activity::Gone;
+    };
+    let mut live = 0;
+    let mut busy = Vec::new();
+    for task in tasks.flatten() {
+        let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some((state, _, _)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_stat_fields)
+        else {
+            continue;
+        };
+        match state {
+            'Z' | 'X' => {}
+            'S' => live += 1,
+            other => {
+                live += 1;
+                busy.push((tid, other));
+            }
+        }
+    }
+    busy.sort_unstable();
+    match (live, busy.is_empty()) {
+        (0, _) => Activity::Gone,
+        (_, true) => Activity::Asleep,
+        (_, false) => Activity::Busy(busy),
+    }
+}
+
 /// What `/proc/PID/syscall` says the main thread is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Syscall {
@@ -188,6 +241,29 @@ mod tests {
         );
         assert_eq!(parse_syscall("running\n"), Syscall::Running);
         assert_eq!(parse_syscall("-1 0x7ffd 0x7f\n"), Syscall::Running);
+    }
+
+    #[test]
+    fn a_thread_blocked_in_a_read_is_asleep_and_a_spinning_one_busy() {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let asleep =
+            crate::harness::deadline::poll_until(crate::harness::Deadline::after_ms(5000), || {
+                (activity(pid) == Activity::Asleep).then_some(())
+            });
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(asleep.is_some(), "sleep(1) is asleep in clock_nanosleep");
+        assert_eq!(activity(pid), Activity::Gone, "a reaped process is gone");
+        // This test's own thread is running while it looks.
+        match activity(Pid::this()) {
+            Activity::Busy(threads) => assert!(threads.iter().any(|(_, s)| *s == 'R')),
+            other => panic!("the looking thread runs: {other:?}"),
+        }
     }
 
     #[test]
