@@ -130,6 +130,32 @@ impl Course {
         self.root.join("solutions").join(&spec.task.slug)
     }
 
+    /// The task's other correct solutions, each built on a design other than
+    /// the reference's: the crates in `solutions/<slug>/alternatives/`, by
+    /// name, sorted. A spec must give each of them full marks too, so that it
+    /// cannot depend on a choice the handout leaves open.
+    pub fn alternatives(&self, spec: &Spec) -> Vec<(String, PathBuf)> {
+        let dir = self.solution_dir(spec).join("alternatives");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, PathBuf)> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("src").is_dir())
+            .map(|p| {
+                let name = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                (name, p)
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Where the grader keeps its builds: `target/cargo-grade` of the course,
     /// unless `$CARGO_GRADE_TARGET_DIR` says otherwise.
     pub fn work_dir(&self) -> PathBuf {

@@ -1,5 +1,7 @@
-//! Self-checking a spec: the reference solution must get full marks, the
-//! untouched starter at most [`STARTER_MAX_PERCENT`], and every known-buggy
+//! Self-checking a spec: the reference solution must get full marks, and so
+//! must every alternative solution (a correct program of another design:
+//! `solutions/<slug>/alternatives/NAME/`), the untouched starter at most
+//! [`STARTER_MAX_PERCENT`], and every known-buggy
 //! variant of the solution (a mutant) must lose points in each test meant to
 //! catch it. A spec that passes this is a spec whose tests can fail.
 //!
@@ -117,7 +119,7 @@ pub fn copy_crate(from: &Path, to: &Path) -> std::io::Result<()> {
 /// The verdict of one self-check item.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `reference`, `starter`, or `mutant NAME`.
+    /// `reference`, `alternative NAME`, `starter`, or `mutant NAME`.
     pub subject: String,
     pub ok: bool,
     pub score: u32,
@@ -183,6 +185,18 @@ pub fn run(
         &opts(format!("solutions/{}", spec.task.slug)),
     )?;
     checks.push(judge_reference(&reference));
+
+    for (name, dir) in course.alternatives(spec) {
+        let report = grade::grade(
+            course,
+            spec,
+            &dir,
+            &opts(format!("solutions/{}/alternatives/{name}", spec.task.slug)),
+        )?;
+        let mut check = judge_reference(&report);
+        check.subject = format!("alternative {name}");
+        checks.push(check);
+    }
 
     let starter = grade::grade(
         course,

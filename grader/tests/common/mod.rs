@@ -124,6 +124,43 @@ pub fn assert_reference_full_marks(task: &str, slug: &str, seeds: &[u64]) {
     }
 }
 
+/// Every alternative solution of `task` (`solutions/<slug>/alternatives/*`,
+/// correct programs of other designs) gets full marks at each seed; there
+/// are at least `min` of them.
+pub fn assert_alternatives_full_marks(task: &str, slug: &str, min: usize, seeds: &[u64]) {
+    let dir = course_root()
+        .join("solutions")
+        .join(slug)
+        .join("alternatives");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.path().join("src").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= min,
+        "{task} needs {min} alternative solutions: {names:?}"
+    );
+    for name in &names {
+        let path = format!("solutions/{slug}/alternatives/{name}");
+        for seed in seeds {
+            let seed = seed.to_string();
+            let (code, report) = grade_json(&[task, "--path", &path, "--seed", &seed]);
+            assert_eq!(code, 0, "{name}, seed {seed}");
+            assert_eq!(report["outcome"]["kind"], "graded", "{name} must compile");
+            let (score, max) = score(&report);
+            assert_eq!(
+                score,
+                max,
+                "alternative {name}, seed {seed}: {:#?}",
+                lost(&report)
+            );
+        }
+    }
+}
+
 /// The untouched starter (the default submission) compiles and gets at
 /// most 10%.
 pub fn assert_starter_scores_little(task: &str, slug: &str) {
