@@ -246,11 +246,12 @@ pub fn build(
 static JAIL_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// How builds are contained on this machine, for the report header.
-pub fn isolation() -> &'static str {
+pub fn isolation() -> crate::result::Protection {
+    use crate::result::Protection;
     if JAIL_FAILED.load(Ordering::Relaxed) {
-        "NOT ACTIVE: a jail for the build (no namespaces): the compiler can read any file the grader's user can; the build is bounded by its timeout and by limits on CPU, memory and file size"
+        Protection::missing("a jail for the build", "no namespaces: the compiler can read any file the grader's user can; the build is bounded by its timeout and by limits on CPU, memory and file size")
     } else {
-        "build: only src/ is taken (never build.rs or a manifest of the student's), compiled offline in private mount, network and PID namespaces with the reference solutions and specs hidden, under limits on time, CPU, memory and file size"
+        Protection::active("a jail for the build", "only src/ is taken (never build.rs or a manifest of the student's), compiled offline in private mount, network and PID namespaces with the reference solutions and specs hidden, under limits on time, CPU, memory and file size")
     }
 }
 

@@ -10,10 +10,15 @@
 //!   deadline-bounded waits;
 //! - [`faults`]: seeded fault injection;
 //! - [`scenario`]: executing one test's steps;
-//! - [`grade`]: one submission, start to finish;
+//! - [`grade`]: per-task work prepared once, and one submission graded,
+//!   start to finish, emitting [`events`] to observers;
+//! - [`batch`]: a class of submissions ([`intake`]: directories and
+//!   untrusted archives), `--jobs` at once ([`pool`]), resumable;
 //! - [`result`]: the result model every reporter renders;
-//! - [`report`]: human and JSON reporters;
-//! - [`selfcheck`]: a spec checked against its solution, starter and mutants.
+//! - [`report`]: human, text, JSON and gradebook (CSV, JUnit, summary)
+//!   reporters;
+//! - [`selfcheck`]: a spec checked against its solution, alternatives,
+//!   starter and mutants.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -21,13 +26,17 @@ compile_error!(
      on Windows use WSL2, on macOS a Linux VM or container."
 );
 
+pub mod batch;
 pub mod builder;
 pub mod course;
+pub mod events;
 pub mod faults;
 pub mod grade;
 pub mod harness;
+pub mod intake;
 pub mod payload;
 pub mod peers;
+pub mod pool;
 pub mod report;
 pub mod result;
 pub mod scenario;

@@ -6,9 +6,15 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use std::io::IsTerminal;
+
+use cargo_grade::batch;
 use cargo_grade::course::Course;
-use cargo_grade::grade::{self, GradeOptions};
+use cargo_grade::events::{cancel_on_signals, Cancel, Ignore};
+use cargo_grade::grade::{GradeOptions, Submission, TaskContext};
+use cargo_grade::pool;
 use cargo_grade::report;
+use cargo_grade::result::Audience;
 use cargo_grade::selfcheck;
 
 /// Exit statuses: grading ran (whatever the score).
@@ -50,6 +56,34 @@ enum Command {
         seed: u64,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// Subjects graded at once [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Grade a whole class: every submission in a directory (crate
+    /// directories, course checkouts, .zip, .tar.gz and .tgz archives),
+    /// several at once, resumably, with gradebook files in --out.
+    Batch {
+        /// Task id (`task3`) or slug.
+        task: String,
+        /// The directory of submissions, one entry each.
+        submissions: PathBuf,
+        /// Where the results go: grades.csv, junit.xml, summary.json,
+        /// summary.html, and NAME/report.json and report.txt per submission.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Submissions graded at once [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Keep the results of an earlier run into --out for unchanged
+        /// submissions (same sources, spec, seed and grader); grade the rest.
+        #[arg(long)]
+        resume: bool,
+        /// Seed for every randomised fault (the same for every submission).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
@@ -122,11 +156,16 @@ fn run(cli: Cli) -> Result<u8, String> {
             task,
             seed,
             format,
+            jobs,
             course,
         }) => {
             let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
             let spec = course.task(&task).map_err(|e| e.to_string())?;
-            let check = selfcheck::run(&course, &spec, seed).map_err(|e| e.to_string())?;
+            let cancel = Cancel::new();
+            cancel_on_signals(&cancel);
+            let jobs = jobs.unwrap_or_else(pool::default_jobs);
+            let check = selfcheck::run(&course, &spec, seed, jobs, &Ignore, &cancel)
+                .map_err(|e| e.to_string())?;
             match format {
                 Format::Human => print!("{}", check.render()),
                 Format::Json => println!(
@@ -135,6 +174,45 @@ fn run(cli: Cli) -> Result<u8, String> {
                 ),
             }
             Ok(if check.passed() { EXIT_OK } else { EXIT_BELOW })
+        }
+        Some(Command::Batch {
+            task,
+            submissions,
+            out,
+            jobs,
+            resume,
+            seed,
+            course,
+        }) => {
+            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
+            let cancel = Cancel::new();
+            cancel_on_signals(&cancel);
+            let progress = batch::Progress::new(std::io::stderr().is_terminal());
+            let opts = batch::BatchOptions {
+                out: out.clone(),
+                jobs: jobs.unwrap_or_else(pool::default_jobs).max(1),
+                resume,
+                seed,
+            };
+            let done = batch::run(&ctx, &submissions, &opts, &progress, &cancel)
+                .map_err(|e| e.to_string())?;
+            let count = |f: &dyn Fn(&cargo_grade::result::Outcome) -> bool| {
+                done.reports.iter().filter(|r| f(&r.outcome)).count()
+            };
+            use cargo_grade::result::Outcome as O;
+            eprintln!(
+                "graded {} submissions ({} kept from an earlier run): {} graded, {} build failed, {} rejected, {} could not be graded; results in {}",
+                done.reports.len(),
+                done.reused,
+                count(&|o| *o == O::Graded),
+                count(&|o| *o == O::BuildFailed),
+                count(&|o| matches!(o, O::Rejected(_))),
+                count(&|o| matches!(o, O::Ungradable(_))),
+                out.display()
+            );
+            Ok(EXIT_OK)
         }
         None => grade_one(cli.grade),
     }
@@ -185,7 +263,23 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
         only: args.only,
         shown_path,
     };
-    let report = grade::grade(&course, &spec, &submission, &opts).map_err(|e| e.to_string())?;
+    let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
+    let cancel = Cancel::new();
+    cancel_on_signals(&cancel);
+    let report = ctx
+        .grade(
+            Submission {
+                id: &opts.shown_path,
+                dir: &submission,
+                digest: None,
+            },
+            &opts,
+            &Ignore,
+            &cancel,
+        )
+        .map_err(|e| e.to_string())?;
+    // The command a student runs: hidden tests show name and score only.
+    let report = report.for_audience(Audience::Student);
     match args.format {
         Format::Human => {
             let mut out = anstream::stdout();

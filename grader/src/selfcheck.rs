@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::course::Course;
-use crate::grade::{self, GradeOptions};
+use crate::events::{Cancel, Observer};
+use crate::grade::{GradeOptions, Submission, TaskContext};
 use crate::result::{Outcome, Report};
 use crate::spec::{Spec, SpecError};
 
@@ -163,62 +164,92 @@ impl SelfCheck {
     }
 }
 
-/// Grades the solution, the starter and every mutant of `spec`.
+/// What one subject of a self-check is.
+enum Role {
+    Reference,
+    Alternative,
+    Starter,
+    Mutant(Mutant),
+}
+
+/// Grades the reference, the alternatives, the starter and every mutant of
+/// `spec`, `jobs` at once, on one prepared task.
 pub fn run(
     course: &Course,
     spec: &Spec,
     seed: u64,
+    jobs: usize,
+    observer: &dyn Observer,
+    cancel: &Cancel,
 ) -> Result<SelfCheck, Box<dyn std::error::Error>> {
     let mutants = load_mutants(&mutants_path(course, spec), spec)?;
-    let opts = |shown: String| GradeOptions {
-        seed,
-        only: None,
-        shown_path: shown,
-    };
-    let mut checks = Vec::new();
-
+    let slug = &spec.task.slug;
     let solution = course.solution_dir(spec);
-    let reference = grade::grade(
-        course,
-        spec,
-        &solution,
-        &opts(format!("solutions/{}", spec.task.slug)),
-    )?;
-    checks.push(judge_reference(&reference));
-
+    // (subject, shown path, crate dir, role); mutants in temporary crates.
+    let mut subjects: Vec<(String, String, PathBuf, Role)> = vec![(
+        "reference".into(),
+        format!("solutions/{slug}"),
+        solution.clone(),
+        Role::Reference,
+    )];
     for (name, dir) in course.alternatives(spec) {
-        let report = grade::grade(
-            course,
-            spec,
-            &dir,
-            &opts(format!("solutions/{}/alternatives/{name}", spec.task.slug)),
-        )?;
-        let mut check = judge_reference(&report);
-        check.subject = format!("alternative {name}");
-        checks.push(check);
+        subjects.push((
+            format!("alternative {name}"),
+            format!("solutions/{slug}/alternatives/{name}"),
+            dir,
+            Role::Alternative,
+        ));
     }
-
-    let starter = grade::grade(
-        course,
-        spec,
-        &course.starter_dir(spec),
-        &opts(format!("starter/{}", spec.task.slug)),
-    )?;
-    checks.push(judge_starter(&starter));
-
-    for mutant in &mutants {
+    subjects.push((
+        "starter".into(),
+        format!("starter/{slug}"),
+        course.starter_dir(spec),
+        Role::Starter,
+    ));
+    let mut temps = Vec::new();
+    for mutant in mutants {
         let dir = tempfile::Builder::new()
             .prefix("cargo-grade-mutant-")
             .tempdir()?;
-        materialise(mutant, &solution, dir.path())?;
-        let report = grade::grade(
-            course,
-            spec,
-            dir.path(),
-            &opts(format!("<mutant {}>", mutant.name)),
-        )?;
-        checks.push(judge_mutant(mutant, &report));
+        materialise(&mutant, &solution, dir.path())?;
+        subjects.push((
+            format!("mutant {}", mutant.name),
+            format!("<mutant {}>", mutant.name),
+            dir.path().to_owned(),
+            Role::Mutant(mutant),
+        ));
+        temps.push(dir);
     }
+    let ctx = TaskContext::prepare(course, spec.clone())?;
+    let reports = crate::pool::map(&subjects, jobs, |(subject, shown, dir, _)| {
+        let opts = GradeOptions {
+            seed,
+            only: None,
+            shown_path: shown.clone(),
+        };
+        ctx.grade(
+            Submission {
+                id: subject,
+                dir,
+                digest: None,
+            },
+            &opts,
+            observer,
+            cancel,
+        )
+    });
+    let mut checks = Vec::new();
+    for ((subject, _, _, role), report) in subjects.iter().zip(reports) {
+        let report = report?;
+        let mut check = match role {
+            Role::Reference | Role::Alternative => judge_reference(&report),
+            Role::Starter => judge_starter(&report),
+            Role::Mutant(m) => judge_mutant(m, &report),
+        };
+        check.subject = subject.clone();
+        checks.push(check);
+    }
+    drop(temps);
     Ok(SelfCheck {
         task: spec.task.id.clone(),
         seed,
@@ -267,7 +298,7 @@ pub fn judge_starter(report: &Report) -> Check {
             report.percent()
         ),
         Outcome::BuildFailed => "the starter does not compile".into(),
-        Outcome::Ungradable(why) => format!("not graded: {why}"),
+        Outcome::Ungradable(why) | Outcome::Rejected(why) => format!("not graded: {why}"),
     };
     summary("starter".into(), report, ok, detail)
 }
@@ -300,7 +331,7 @@ pub fn judge_mutant(mutant: &Mutant, report: &Report) -> Check {
             "does not compile: {}",
             report.build.diagnostics.lines().next().unwrap_or("")
         ),
-        Outcome::Ungradable(why) => format!("not graded: {why}"),
+        Outcome::Ungradable(why) | Outcome::Rejected(why) => format!("not graded: {why}"),
     };
     summary(format!("mutant {}", mutant.name), report, ok, detail)
 }

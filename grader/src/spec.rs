@@ -25,6 +25,18 @@ pub struct Spec {
     pub task: TaskMeta,
     pub limits: Limits,
     pub tests: Vec<Test>,
+    /// SHA-256 of the spec's text, hex: two results are comparable only if
+    /// they were graded against the same spec.
+    pub digest: String,
+}
+
+/// The SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `[task]`: who the task is and where its crates live.
@@ -493,6 +505,17 @@ pub const KNOWN_SYSCALLS: &[&str] = &[
     "rt_sigsuspend",
 ];
 
+impl Test {
+    /// The test's hints, mildest first (none when the spec gives none).
+    pub fn hints(&self) -> Vec<String> {
+        if self.hint.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![self.hint.clone()]
+        }
+    }
+}
+
 impl Spec {
     /// Reads and validates the spec at `path`.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
@@ -680,6 +703,7 @@ impl Spec {
             task,
             limits: raw.limits,
             tests,
+            digest: sha256_hex(text.as_bytes()),
         })
     }
 

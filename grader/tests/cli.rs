@@ -138,15 +138,26 @@ fn json_report_has_the_documented_fields() {
         "score",
         "max_score",
         "status",
-        "output",
-        "reproduce",
-        "hint",
+        "hints",
+        "faults",
+        "leftovers",
     ] {
         assert!(t.get(key).is_some(), "test is missing {key}");
     }
     assert_eq!(t["status"], "passed");
+    for key in [
+        "schema_version",
+        "submission_id",
+        "spec_digest",
+        "grader_version",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}");
+    }
+    // The JSON report is the result model: it reads back as one.
+    let back: cargo_grade::result::Report = serde_json::from_value(report.clone()).unwrap();
+    assert_eq!(back.seed, 7);
     assert_eq!(
-        t["reproduce"],
+        back.reproduce("sigint_not_fatal"),
         "cargo grade task1 --path solutions/task1-signals --only sigint_not_fatal --seed 7"
     );
 }

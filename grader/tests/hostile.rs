@@ -979,11 +979,11 @@ fn run_case(ctx: &Ctx, case: &Case) -> Outcome {
 
     let protections = match &report["environment"]["protections"] {
         Value::Array(items) => {
-            let lines: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
-            let missing: Vec<&str> = lines
+            let lines: Vec<&Value> = items.iter().collect();
+            let missing: Vec<&str> = items
                 .iter()
-                .copied()
-                .filter(|l| l.starts_with("NOT ACTIVE"))
+                .filter(|p| p["active"] == false)
+                .filter_map(|p| p["name"].as_str())
                 .collect();
             format!(
                 "{} active{}",

@@ -26,6 +26,7 @@
 //! name and key a spec hands to a program contains a token unique to the run
 //! (`{run}`, `{key}`). The report says which isolation was used.
 
+use crate::result::Protection;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::ErrorKind;
@@ -335,50 +336,67 @@ impl Sandbox {
         self.view(Path::new("/dev/shm"))
     }
 
-    /// The protections this round's processes ran under, one line each,
-    /// for the report header (what is missing says so, and why).
-    pub fn protections(&self) -> Vec<String> {
-        let mut lines = Vec::new();
+    /// The protections this round's processes ran under, for the report
+    /// header: each one in force, or missing and why.
+    pub fn protections(&self) -> Vec<Protection> {
+        let mut list = Vec::new();
         let disk = self.disk_bytes >> 20;
         match self.isolation {
             Isolation::Namespaces => {
-                lines.push(format!(
-                    "private IPC and mount namespaces per test: own System V IPC, own /dev/shm and /tmp; the scratch directory is a {disk} MiB tmpfs"
+                list.push(Protection::active(
+                    "private IPC and mount namespaces per test",
+                    format!("own System V IPC, own /dev/shm and /tmp; the scratch directory is a {disk} MiB tmpfs"),
                 ));
-                lines.push(if self.net.is_some() {
-                    "private network namespace: no network but loopback and Unix sockets".into()
+                list.push(if self.net.is_some() {
+                    Protection::active(
+                        "private network namespace",
+                        "no network but loopback and Unix sockets",
+                    )
                 } else {
-                    "NOT ACTIVE: network isolation (a network namespace could not be created)"
-                        .into()
+                    Protection::missing(
+                        "network isolation",
+                        "a network namespace could not be created",
+                    )
                 });
                 if self.hides_course {
-                    lines.push("the course (reference solutions, specs, builds, reports) and the submission's sources hidden from student processes; binaries read-only".into());
+                    list.push(Protection::active(
+                        "course hidden",
+                        "the course (reference solutions, specs, builds, reports) and the submission's sources hidden from student processes; binaries read-only",
+                    ));
                 }
             }
             Isolation::UniqueNames => {
                 let why = self.fallback_reason.as_deref().unwrap_or("unavailable");
-                lines.push(format!(
-                    "NOT ACTIVE: namespaces ({why}): tests share the host's IPC, /tmp and network (IPC names and keys are unique to each run); the course is not hidden; disk use is bounded per file only"
+                list.push(Protection::missing(
+                    "namespaces",
+                    format!("{why}: tests share the host's IPC, /tmp and network (IPC names and keys are unique to each run); the course is not hidden; disk use is bounded per file only"),
                 ));
             }
         }
-        lines.push(match &self.memory {
-            Ok(cgroup) => format!(
-                "memory of all of a test's processes together limited to {} MiB, shared memory included (a memory cgroup)",
-                cgroup.limit >> 20
+        list.push(match &self.memory {
+            Ok(cgroup) => Protection::active(
+                "a memory limit for the test as a whole",
+                format!(
+                    "memory of all of a test's processes together limited to {} MiB, shared memory included (a memory cgroup)",
+                    cgroup.limit >> 20
+                ),
             ),
-            Err(why) => format!(
-                "NOT ACTIVE: a memory limit for the test as a whole ({why}): memory is limited per process only"
+            Err(why) => Protection::missing(
+                "a memory limit for the test as a whole",
+                format!("{why}: memory is limited per process only"),
             ),
         });
-        lines.push(match self.identity {
-            Some(id) => format!(
-                "student processes run as an unprivileged user of their own per test (uid {}...): process limits apply, and the grader, other tests and root's files are out of reach",
-                id.uid & !0x3f
+        list.push(match self.identity {
+            Some(_) => Protection::active(
+                "a user of their own",
+                "student processes run as an unprivileged user of their own per test: process limits apply, and the grader, other tests and root's files are out of reach",
             ),
-            None => "NOT ACTIVE: a user of their own (the grader is not root, or CARGO_GRADE_USER=keep): student processes run as the grader's user, so the process limit counts all of that user's processes".into(),
+            None => Protection::missing(
+                "a user of their own",
+                "the grader is not root, or CARGO_GRADE_USER=keep: student processes run as the grader's user, so the process limit counts all of that user's processes",
+            ),
         });
-        lines
+        list
     }
 
     /// Runs `f` in the test's IPC namespace (on a thread of its own, which

@@ -7,6 +7,7 @@ use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 
+use super::safe::visible as v;
 use crate::result::{Outcome, Report, Status, TestResult};
 use crate::spec::Visibility;
 
@@ -32,10 +33,10 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{BOLD}cargo-grade{BOLD:#} {} · {BOLD}{}{BOLD:#} {} · submission {} · seed {}",
-        report.environment.grader_version,
+        report.grader_version,
         report.task,
         report.title,
-        report.submission,
+        v(&report.submission),
         report.seed
     )?;
     if report.environment.protections.is_empty() {
@@ -46,11 +47,15 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     } else {
         writeln!(out, "{DIM}sandbox:{DIM:#}")?;
-        for line in &report.environment.protections {
-            if line.starts_with("NOT ACTIVE") {
-                writeln!(out, "  {YELLOW}- {line}{YELLOW:#}")?;
+        for p in &report.environment.protections {
+            if p.active {
+                writeln!(out, "  {DIM}- {}: {}{DIM:#}", p.name, p.detail)?;
             } else {
-                writeln!(out, "  {DIM}- {line}{DIM:#}")?;
+                writeln!(
+                    out,
+                    "  {YELLOW}- NOT ACTIVE: {}: {}{YELLOW:#}",
+                    p.name, p.detail
+                )?;
             }
         }
     }
@@ -60,10 +65,17 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
                 out,
                 "{RED}build failed{RED:#}: your code does not compile, so every test scores 0."
             )?;
-            writeln!(out, "{}", report.build.diagnostics.trim_end())?;
+            writeln!(out, "{}", v(report.build.diagnostics.trim_end()))?;
+        }
+        Outcome::Rejected(why) => {
+            writeln!(
+                out,
+                "{RED}submission rejected{RED:#}: {}; nothing of it was built or run, so every test scores 0.",
+                v(why)
+            )?;
         }
         Outcome::Ungradable(why) => {
-            writeln!(out, "{YELLOW}could not grade{YELLOW:#}: {why}")?;
+            writeln!(out, "{YELLOW}could not grade{YELLOW:#}: {}", v(why))?;
             writeln!(
                 out,
                 "This is a problem of the grader or the machine, not a verdict on your code."
@@ -96,7 +108,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         .filter(|t| !matches!(t.status, Status::Passed | Status::NotRun))
     {
         writeln!(out)?;
-        explain(t, out)?;
+        explain(report, t, out)?;
     }
     writeln!(out)?;
     let style = if report.score == report.max_score {
@@ -116,7 +128,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
+fn explain(report: &Report, t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
     let (style, _) = status_style(t.status);
     writeln!(
         out,
@@ -134,32 +146,36 @@ fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
             writeln!(out, "{BOLD}What the grader did:{BOLD:#}")?;
             for (i, action) in f.actions.iter().enumerate() {
                 let marker = if i + 1 == f.actions.len() { "→" } else { " " };
-                writeln!(out, "  {marker} {}. {action}", i + 1)?;
+                writeln!(out, "  {marker} {}. {}", i + 1, v(action))?;
             }
             writeln!(
                 out,
                 "{BOLD}Expected:{BOLD:#} {GREEN}{}{GREEN:#}",
-                f.expected
+                v(&f.expected)
             )?;
-            writeln!(out, "{BOLD}Observed:{BOLD:#} {RED}{}{RED:#}", f.observed)?;
+            writeln!(
+                out,
+                "{BOLD}Observed:{BOLD:#} {RED}{}{RED:#}",
+                v(&f.observed)
+            )?;
             if !t.faults.is_empty() {
                 writeln!(
                     out,
                     "{BOLD}Faults injected:{BOLD:#} {}",
-                    t.faults.join("; ")
+                    v(&t.faults.join("; "))
                 )?;
             }
             if !t.leftovers.is_empty() {
                 writeln!(out, "{BOLD}Left behind (the grader removed it):{BOLD:#}")?;
                 for line in &t.leftovers {
-                    writeln!(out, "  - {line}")?;
+                    writeln!(out, "  - {}", v(line))?;
                 }
             }
             for (label, tail) in [("stdout", &f.stdout_tail), ("stderr", &f.stderr_tail)] {
                 if !tail.is_empty() {
                     writeln!(out, "{BOLD}Last lines of {label}:{BOLD:#}")?;
                     for line in tail {
-                        writeln!(out, "  {DIM}|{DIM:#} {line}")?;
+                        writeln!(out, "  {DIM}|{DIM:#} {}", v(line))?;
                     }
                 }
             }
@@ -167,15 +183,15 @@ fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
         (_, Visibility::Hidden) => {
             writeln!(out, "This is a hidden test: its details are not shown.")?
         }
-        (None, _) => writeln!(out, "{}", t.output.trim_end())?,
+        (None, _) => writeln!(out, "{}", v(t.note.as_deref().unwrap_or("").trim_end()))?,
     }
-    if !t.hint.is_empty() {
-        writeln!(out, "{BOLD}Hint:{BOLD:#} {}", t.hint)?;
+    if let Some(hint) = t.hints.first() {
+        writeln!(out, "{BOLD}Hint:{BOLD:#} {hint}")?;
     }
     writeln!(
         out,
         "{BOLD}Reproduce:{BOLD:#} {CYAN}{}{CYAN:#}",
-        t.reproduce
+        v(&report.reproduce(&t.name))
     )?;
     Ok(())
 }

@@ -1,29 +1,34 @@
-//! Reporters: each renders a [`Report`](crate::result::Report) for one
-//! audience and decides nothing about the verdict.
+//! Reporters: each renders a [`Report`] for one audience and decides
+//! nothing about the verdict. Every text a person reads (explanations,
+//! hints, reproduce commands) is rendered here from the model's structured
+//! fields; what a hidden test shows is decided by
+//! [`Report::for_audience`], which every reporter is handed the result of.
 
+pub mod gradebook;
 pub mod human;
 pub mod json;
+pub mod safe;
 
 use std::fmt::Write;
 
-use crate::result::{Status, TestResult};
+use crate::result::{Report, Status, TestResult};
 use crate::spec::Visibility;
 
 /// The plain-text explanation of one test result: what the grader did, what
-/// it expected, what it observed, the hint, and how to reproduce it. This is
-/// the `output` of the JSON report (and of the gradebook formats to come);
-/// the human reporter shows the same parts with colour.
-pub fn explain(result: &TestResult) -> String {
+/// it expected, what it observed, the hint, and how to reproduce it: the
+/// feedback text of the gradebook formats (JUnit, Gradescope...). The human
+/// reporter shows the same parts with colour.
+pub fn explain(report: &Report, result: &TestResult) -> String {
     let mut out = String::new();
     match result.status {
         Status::Passed => return out,
-        Status::NotRun => return result.output.clone(),
+        Status::NotRun => return result.note.clone().unwrap_or_default(),
         _ => {}
     }
     if result.visibility == Visibility::Hidden {
         let _ = writeln!(out, "This is a hidden test: its details are not shown.");
-        if !result.hint.is_empty() {
-            let _ = writeln!(out, "Hint: {}", result.hint);
+        if let Some(hint) = result.hints.first() {
+            let _ = writeln!(out, "Hint: {hint}");
         }
         return out;
     }
@@ -51,12 +56,19 @@ pub fn explain(result: &TestResult) -> String {
                 }
             }
         }
-    } else {
-        let _ = writeln!(out, "{}", result.output);
+    } else if let Some(note) = &result.note {
+        let _ = writeln!(out, "{note}");
     }
-    if !result.hint.is_empty() {
-        let _ = writeln!(out, "Hint: {}", result.hint);
+    if let Some(hint) = result.hints.first() {
+        let _ = writeln!(out, "Hint: {hint}");
     }
-    let _ = writeln!(out, "Reproduce: {}", result.reproduce);
+    let _ = writeln!(out, "Reproduce: {}", report.reproduce(&result.name));
     out
+}
+
+/// The human report without colour: `report.txt` of a batch.
+pub fn text(report: &Report) -> String {
+    let mut bytes = Vec::new();
+    human::render(report, &mut bytes).expect("writing to memory");
+    anstream::adapter::strip_str(&String::from_utf8_lossy(&bytes)).to_string()
 }

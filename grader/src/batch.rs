@@ -1,0 +1,439 @@
+//! Grading a class: every submission in a directory, `--jobs` at once, on
+//! one prepared task, with every result on disk before the next event.
+//!
+//! The batch is an observer-driven loop around [`TaskContext::grade`]:
+//! each submission is taken in ([`crate::intake`]: a crate directory, a
+//! course checkout or an untrusted archive), graded, and its result written
+//! atomically (a temporary file, then a rename, so a reader never sees half
+//! a file and a killed grader leaves either the old file or the new one).
+//! Then the gradebook files are rewritten from all results so far.
+//!
+//! `--resume` reads back what an earlier run wrote (`.results/NAME.json`,
+//! the full result model) and keeps a result only if it was graded from the
+//! same sources (digest), spec (digest), seed, grader version and schema,
+//! so a changed submission or spec is graded again; a result that was not a
+//! verdict (the machine failed) is always graded again. Since every output
+//! is rendered from the sorted results alone, a resumed batch ends with the
+//! same files as an uninterrupted one.
+//!
+//! Layout of `--out DIR`:
+//! - `grades.csv`, `junit.xml`, `summary.json`, `summary.html` (instructor);
+//! - `NAME/report.json`, `NAME/report.txt`: the student's feedback (hidden
+//!   tests shown by name and score only);
+//! - `.results/NAME.json`: the full result, for `--resume` and `merge`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::events::{Cancel, Event, Observer};
+use crate::grade::{self, GradeError, GradeOptions, Submission, TaskContext};
+use crate::intake::{self, Listed};
+use crate::report;
+use crate::result::{Audience, Outcome, Report, SCHEMA_VERSION};
+
+/// How to run a batch.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    pub out: PathBuf,
+    pub jobs: usize,
+    pub resume: bool,
+    pub seed: u64,
+}
+
+/// A batch that could not run, or stopped: nothing here is about one
+/// submission (those are results, with their reasons).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Intake(#[from] intake::IntakeError),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Grade(#[from] GradeError),
+    #[error("the batch was cancelled after {finished} of {total} submissions; their results are kept in {}: run the same command with --resume to grade the rest", out.display())]
+    Cancelled {
+        finished: usize,
+        total: usize,
+        out: PathBuf,
+    },
+}
+
+/// What a finished batch found.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub reports: Vec<Report>,
+    pub reused: usize,
+}
+
+/// One submission of the listing.
+struct Item {
+    name: String,
+    entry: Result<intake::Entry, String>,
+}
+
+/// Grades every submission in `submissions` and writes the outputs.
+pub fn run(
+    ctx: &TaskContext<'_>,
+    submissions: &Path,
+    opts: &BatchOptions,
+    observer: &dyn Observer,
+    cancel: &Cancel,
+) -> Result<BatchOutcome, BatchError> {
+    let started = Instant::now();
+    let items: Vec<Item> = intake::list(submissions)?
+        .into_iter()
+        .map(|l| match l {
+            Listed::Entry(e) => Item {
+                name: e.name.clone(),
+                entry: Ok(e),
+            },
+            Listed::Rejected { name, reason } => Item {
+                name,
+                entry: Err(reason),
+            },
+        })
+        .collect();
+    let out = &opts.out;
+    mkdir(&out.join(".results"))?;
+    let total = items.len();
+    for (index, item) in items.iter().enumerate() {
+        observer.event(&Event::Queued {
+            id: &item.name,
+            index,
+            total,
+        });
+    }
+    let done: Mutex<BTreeMap<String, Report>> = Mutex::new(BTreeMap::new());
+    let reused = std::sync::atomic::AtomicUsize::new(0);
+    let results = crate::pool::map(&items, opts.jobs, |item| -> Result<(), BatchError> {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        let (report, was_reused) = match grade_item(ctx, item, opts, observer, cancel) {
+            Ok(r) => r,
+            Err(BatchError::Grade(GradeError::Cancelled)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if !was_reused {
+            write_result(out, &report)?;
+        }
+        // On disk first, then told, then the gradebook brought up to date.
+        let mut all = done.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(item.name.clone(), report);
+        let report = &all[&item.name];
+        if was_reused {
+            reused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            observer.event(&Event::Reused {
+                id: &item.name,
+                report,
+            });
+        } else {
+            observer.event(&Event::Finished {
+                id: &item.name,
+                report,
+            });
+        }
+        // Still under the lock, so a later snapshot is never overwritten by
+        // an earlier one.
+        let sorted: Vec<Report> = all.values().cloned().collect();
+        write_atomic(
+            &out.join("grades.csv"),
+            report::gradebook::grades_csv(ctx.spec(), &sorted).as_bytes(),
+        )
+    });
+    for r in results {
+        r?;
+    }
+    let reports: Vec<Report> = done
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_values()
+        .collect();
+    if cancel.is_cancelled() && reports.len() < total {
+        observer.event(&Event::Cancelled {
+            finished: reports.len(),
+            total,
+        });
+        return Err(BatchError::Cancelled {
+            finished: reports.len(),
+            total,
+            out: out.clone(),
+        });
+    }
+    write_gradebook(ctx.spec(), out, &reports)?;
+    observer.event(&Event::BatchFinished {
+        total,
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+    Ok(BatchOutcome {
+        reports,
+        reused: reused.into_inner(),
+    })
+}
+
+/// Takes one submission in and grades it, or finds its earlier result.
+fn grade_item(
+    ctx: &TaskContext<'_>,
+    item: &Item,
+    opts: &BatchOptions,
+    observer: &dyn Observer,
+    cancel: &Cancel,
+) -> Result<(Report, bool), BatchError> {
+    let spec = ctx.spec();
+    let reject = |why: &str, digest: Option<&str>| {
+        grade::rejected(
+            spec,
+            Submission {
+                id: &item.name,
+                dir: Path::new(&item.name),
+                digest,
+            },
+            opts.seed,
+            why,
+        )
+    };
+    let entry = match &item.entry {
+        Ok(e) => e,
+        Err(why) => return Ok((reject(why, None), false)),
+    };
+    // Archives are extracted into a scratch directory of this submission's
+    // own, removed when it is done.
+    let scratch =
+        crate::harness::scratch::create("intake-", 0o700).map_err(|source| BatchError::Write {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let opened = match intake::open(
+        entry,
+        &spec.task.slug,
+        &spec.task.binary,
+        scratch.path(),
+        &intake::Caps::default(),
+    ) {
+        Ok(o) => o,
+        Err(rejection) => return Ok((reject(&rejection.reason, None), false)),
+    };
+    if opts.resume {
+        if let Some(earlier) = earlier_result(&opts.out, &item.name) {
+            if comparable(&earlier, spec, opts.seed, &opened.digest) {
+                return Ok((earlier, true));
+            }
+        }
+    }
+    let shown = entry.path.display().to_string();
+    let grade_opts = GradeOptions {
+        seed: opts.seed,
+        only: None,
+        shown_path: shown,
+    };
+    let report = ctx.grade(
+        Submission {
+            id: &item.name,
+            dir: &opened.crate_dir,
+            digest: Some(&opened.digest),
+        },
+        &grade_opts,
+        observer,
+        cancel,
+    )?;
+    Ok((report, false))
+}
+
+/// Whether an earlier result stands for this run.
+fn comparable(earlier: &Report, spec: &crate::spec::Spec, seed: u64, digest: &str) -> bool {
+    earlier.schema_version == SCHEMA_VERSION
+        && earlier.spec_digest == spec.digest
+        && earlier.seed == seed
+        && earlier.grader_version == env!("CARGO_PKG_VERSION")
+        && earlier.submission_digest.as_deref() == Some(digest)
+        && earlier.outcome.is_verdict()
+        && !matches!(earlier.outcome, Outcome::Rejected(_))
+}
+
+fn result_path(out: &Path, name: &str) -> PathBuf {
+    out.join(".results").join(format!("{name}.json"))
+}
+
+/// The full result an earlier run wrote for `name`, if it reads back.
+pub fn earlier_result(out: &Path, name: &str) -> Option<Report> {
+    let text = std::fs::read_to_string(result_path(out, name)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes one submission's files: the full result, then the student's
+/// feedback.
+fn write_result(out: &Path, report: &Report) -> Result<(), BatchError> {
+    let full = serde_json::to_string_pretty(report).expect("the model serialises");
+    write_atomic(&result_path(out, &report.submission_id), full.as_bytes())?;
+    let dir = out.join(&report.submission_id);
+    mkdir(&dir)?;
+    let student = report.for_audience(Audience::Student);
+    write_atomic(
+        &dir.join("report.json"),
+        report::json::render(&student).as_bytes(),
+    )?;
+    write_atomic(&dir.join("report.txt"), report::text(&student).as_bytes())
+}
+
+/// The instructor's files, from every result (sorted by name).
+pub fn write_gradebook(
+    spec: &crate::spec::Spec,
+    out: &Path,
+    reports: &[Report],
+) -> Result<(), BatchError> {
+    use report::gradebook as g;
+    write_atomic(
+        &out.join("grades.csv"),
+        g::grades_csv(spec, reports).as_bytes(),
+    )?;
+    write_atomic(
+        &out.join("junit.xml"),
+        g::junit_xml(spec, reports).as_bytes(),
+    )?;
+    let summary = g::summary(spec, reports);
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)
+            .expect("the summary serialises")
+            .as_bytes(),
+    )?;
+    write_atomic(
+        &out.join("summary.html"),
+        g::summary_html(&summary).as_bytes(),
+    )
+}
+
+fn mkdir(dir: &Path) -> Result<(), BatchError> {
+    std::fs::create_dir_all(dir).map_err(|source| BatchError::Write {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the new
+/// one, never a part: a temporary file beside it, synced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
+    use std::io::Write;
+    let err = |source| BatchError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// Progress of a batch: on a terminal a bar with done/total, the running
+/// submissions and an ETA; otherwise (CI logs) one plain line per finished
+/// submission.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    total: usize,
+    done: usize,
+    running: Vec<String>,
+}
+
+impl Progress {
+    pub fn new(on_terminal: bool) -> Progress {
+        let bar = on_terminal.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(0),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} graded, ETA {eta} · {wide_msg}",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            state: Mutex::new(ProgressState::default()),
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&self, event: &Event<'_>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::Queued { total, .. } => {
+                st.total = *total;
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*total as u64);
+                }
+            }
+            Event::BuildStarted { id } => {
+                st.running.push((*id).to_owned());
+            }
+            Event::Finished { id, report } | Event::Reused { id, report } => {
+                st.running.retain(|r| r != id);
+                st.done += 1;
+                let how = match &report.outcome {
+                    Outcome::Graded => String::new(),
+                    other => format!(" ({})", other.label()),
+                };
+                let again = if matches!(event, Event::Reused { .. }) {
+                    ", kept from the earlier run"
+                } else {
+                    ""
+                };
+                let text = format!(
+                    "[{}/{}] {}: {}/{}{how}{again} in {:.1} s",
+                    st.done,
+                    st.total,
+                    report::safe::visible(id),
+                    report.score,
+                    report.max_score,
+                    report.duration_ms as f64 / 1000.0
+                );
+                drop(st);
+                self.line(text);
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            }
+            Event::Cancelled { finished, total } => {
+                let text = format!("cancelled: {finished} of {total} submissions finished");
+                drop(st);
+                self.line(text);
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            }
+            Event::BatchFinished { .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(st.running.join(", "));
+        }
+    }
+}
