@@ -48,12 +48,7 @@ fn every_step_passes_fails_or_times_out_as_its_name_says() {
             "timeout" => "timeout",
             other => panic!("fixture test {name} has no status prefix ({other})"),
         };
-        assert_eq!(
-            t["status"],
-            want,
-            "{name}: {}",
-            common::explanation(t)
-        );
+        assert_eq!(t["status"], want, "{name}: {}", common::explanation(t));
         if want != "passed" {
             let output = common::explanation(t);
             assert!(

@@ -106,14 +106,7 @@ pub fn lost(report: &Value) -> Vec<String> {
         .expect("tests[]")
         .iter()
         .filter(|t| t["score"] != t["max_score"])
-        .map(|t| {
-            format!(
-                "{} ({}): {}",
-                t["name"],
-                t["status"],
-                explanation(t)
-            )
-        })
+        .map(|t| format!("{} ({}): {}", t["name"], t["status"], explanation(t)))
         .collect()
 }
 
