@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::events::{Cancel, Event, Observer};
+use crate::events::{Cancel, Event, Fanout, Observer};
 use crate::grade::{self, GradeError, GradeOptions, Submission, TaskContext};
 use crate::intake::{self, Listed};
 use crate::report;
@@ -76,7 +76,9 @@ struct Item {
     entry: Result<intake::Entry, String>,
 }
 
-/// Grades every submission in `submissions` and writes the outputs.
+/// Grades every submission in `submissions` and writes the outputs: the
+/// engine emits the events, and a [`Writer`] (first, so that a result is on
+/// disk before anyone else hears of it) and `observer` consume them.
 pub fn run(
     ctx: &TaskContext<'_>,
     submissions: &Path,
@@ -98,82 +100,160 @@ pub fn run(
             },
         })
         .collect();
-    let out = &opts.out;
-    mkdir(&out.join(".results"))?;
+    let writer = Writer::new(ctx.spec(), &opts.out)?;
+    let observers = Fanout(vec![&writer, observer]);
     let total = items.len();
     for (index, item) in items.iter().enumerate() {
-        observer.event(&Event::Queued {
+        observers.event(&Event::Queued {
             id: &item.name,
             index,
             total,
         });
     }
-    let done: Mutex<BTreeMap<String, Report>> = Mutex::new(BTreeMap::new());
-    let reused = std::sync::atomic::AtomicUsize::new(0);
     let results = crate::pool::map(&items, opts.jobs, |item| -> Result<(), BatchError> {
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled() || writer.failed() {
             return Ok(());
         }
-        let (report, was_reused) = match grade_item(ctx, item, opts, observer, cancel) {
-            Ok(r) => r,
-            Err(BatchError::Grade(GradeError::Cancelled)) => return Ok(()),
+        match grade_item(ctx, item, opts, &observers, cancel) {
+            // The engine told the observers itself.
+            Ok((_, Taken::Graded)) => {}
+            Ok((report, Taken::Rejected)) => observers.event(&Event::Finished {
+                id: &item.name,
+                report: &report,
+            }),
+            Ok((report, Taken::Reused)) => observers.event(&Event::Reused {
+                id: &item.name,
+                report: &report,
+            }),
+            Err(BatchError::Grade(GradeError::Cancelled)) => {}
             Err(e) => return Err(e),
-        };
-        if !was_reused {
-            write_result(out, &report)?;
         }
-        // On disk first, then told, then the gradebook brought up to date.
-        let mut all = done.lock().unwrap_or_else(|p| p.into_inner());
-        all.insert(item.name.clone(), report);
-        let report = &all[&item.name];
-        if was_reused {
-            reused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            observer.event(&Event::Reused {
-                id: &item.name,
-                report,
-            });
-        } else {
-            observer.event(&Event::Finished {
-                id: &item.name,
-                report,
-            });
-        }
-        // Still under the lock, so a later snapshot is never overwritten by
-        // an earlier one.
-        let sorted: Vec<Report> = all.values().cloned().collect();
-        write_atomic(
-            &out.join("grades.csv"),
-            report::gradebook::grades_csv(ctx.spec(), &sorted).as_bytes(),
-        )
+        Ok(())
     });
     for r in results {
         r?;
     }
-    let reports: Vec<Report> = done
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_values()
-        .collect();
-    if cancel.is_cancelled() && reports.len() < total {
-        observer.event(&Event::Cancelled {
-            finished: reports.len(),
-            total,
-        });
+    writer.check()?;
+    let finished = writer.count();
+    if cancel.is_cancelled() && finished < total {
+        observers.event(&Event::Cancelled { finished, total });
         return Err(BatchError::Cancelled {
-            finished: reports.len(),
+            finished,
             total,
-            out: out.clone(),
+            out: opts.out.clone(),
         });
     }
-    write_gradebook(ctx.spec(), out, &reports)?;
-    observer.event(&Event::BatchFinished {
+    observers.event(&Event::BatchFinished {
         total,
         duration_ms: started.elapsed().as_millis() as u64,
     });
-    Ok(BatchOutcome {
-        reports,
-        reused: reused.into_inner(),
-    })
+    writer.check()?;
+    Ok(writer.into_outcome())
+}
+
+/// The batch's files, as an observer: each finished submission's result and
+/// feedback, and the gradebook brought up to date, before the next event;
+/// the summary files when the batch finishes.
+pub struct Writer<'a> {
+    spec: &'a crate::spec::Spec,
+    out: PathBuf,
+    done: Mutex<BTreeMap<String, Report>>,
+    reused: std::sync::atomic::AtomicUsize,
+    error: Mutex<Option<BatchError>>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(spec: &'a crate::spec::Spec, out: &Path) -> Result<Writer<'a>, BatchError> {
+        mkdir(&out.join(".results"))?;
+        Ok(Writer {
+            spec,
+            out: out.to_owned(),
+            done: Mutex::new(BTreeMap::new()),
+            reused: std::sync::atomic::AtomicUsize::new(0),
+            error: Mutex::new(None),
+        })
+    }
+
+    fn failed(&self) -> bool {
+        self.error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The first write error, if any.
+    fn check(&self) -> Result<(), BatchError> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn into_outcome(self) -> BatchOutcome {
+        BatchOutcome {
+            reports: self
+                .done
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .into_values()
+                .collect(),
+            reused: self.reused.into_inner(),
+        }
+    }
+
+    fn record(&self, report: &Report, fresh: bool) -> Result<(), BatchError> {
+        if fresh {
+            write_result(&self.out, report)?;
+        }
+        // Under the lock, so a later snapshot of the gradebook is never
+        // overwritten by an earlier one.
+        let mut all = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(report.submission_id.clone(), report.clone());
+        let sorted: Vec<Report> = all.values().cloned().collect();
+        write_atomic(
+            &self.out.join("grades.csv"),
+            report::gradebook::grades_csv(self.spec, &sorted).as_bytes(),
+        )
+    }
+}
+
+impl Observer for Writer<'_> {
+    fn event(&self, event: &Event<'_>) {
+        let written = match event {
+            Event::Finished { report, .. } => self.record(report, true),
+            Event::Reused { report, .. } => {
+                self.reused
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.record(report, false)
+            }
+            Event::BatchFinished { .. } => {
+                let all = self.done.lock().unwrap_or_else(|p| p.into_inner());
+                let sorted: Vec<Report> = all.values().cloned().collect();
+                write_gradebook(self.spec, &self.out, &sorted)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = written {
+            self.error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+        }
+    }
+}
+
+/// How a submission's result was had.
+enum Taken {
+    /// Graded now (the engine emitted its events).
+    Graded,
+    /// Refused before grading.
+    Rejected,
+    /// An earlier run's result stands.
+    Reused,
 }
 
 /// Takes one submission in and grades it, or finds its earlier result.
@@ -183,7 +263,7 @@ fn grade_item(
     opts: &BatchOptions,
     observer: &dyn Observer,
     cancel: &Cancel,
-) -> Result<(Report, bool), BatchError> {
+) -> Result<(Report, Taken), BatchError> {
     let spec = ctx.spec();
     let reject = |why: &str, digest: Option<&str>| {
         grade::rejected(
@@ -199,7 +279,7 @@ fn grade_item(
     };
     let entry = match &item.entry {
         Ok(e) => e,
-        Err(why) => return Ok((reject(why, None), false)),
+        Err(why) => return Ok((reject(why, None), Taken::Rejected)),
     };
     // Archives are extracted into a scratch directory of this submission's
     // own, removed when it is done.
@@ -216,12 +296,12 @@ fn grade_item(
         &intake::Caps::default(),
     ) {
         Ok(o) => o,
-        Err(rejection) => return Ok((reject(&rejection.reason, None), false)),
+        Err(rejection) => return Ok((reject(&rejection.reason, None), Taken::Rejected)),
     };
     if opts.resume {
         if let Some(earlier) = earlier_result(&opts.out, &item.name) {
             if comparable(&earlier, spec, opts.seed, &opened.digest) {
-                return Ok((earlier, true));
+                return Ok((earlier, Taken::Reused));
             }
         }
     }
@@ -241,7 +321,7 @@ fn grade_item(
         observer,
         cancel,
     )?;
-    Ok((report, false))
+    Ok((report, Taken::Graded))
 }
 
 /// Whether an earlier result stands for this run.

@@ -137,10 +137,10 @@ impl<'c> TaskContext<'c> {
         self.course
     }
 
-    /// Builds and grades one submission, telling `observer` as it goes.
-    /// Returns [`GradeError::Cancelled`] when `cancel` was set before the
-    /// end: a cancelled grade has no verdict.
-    pub fn grade(
+    /// Builds and grades one submission, telling `observer` as it goes
+    /// (build and tests). Returns [`GradeError::Cancelled`] when `cancel` was
+    /// set before the end: a cancelled grade has no verdict.
+    fn grade_once(
         &self,
         submission: Submission<'_>,
         opts: &GradeOptions,
@@ -338,6 +338,24 @@ impl<'c> TaskContext<'c> {
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
         report.environment.grader_peak_rss_kib = peak_rss_kib();
+        Ok(report)
+    }
+
+    /// [`TaskContext::grade_once`], then [`Event::Finished`] with the report
+    /// (a build failure or a machine fault included; a cancelled grade has no
+    /// report and no such event).
+    pub fn grade(
+        &self,
+        submission: Submission<'_>,
+        opts: &GradeOptions,
+        observer: &dyn Observer,
+        cancel: &Cancel,
+    ) -> Result<Report, GradeError> {
+        let report = self.grade_once(submission, opts, observer, cancel)?;
+        observer.event(&Event::Finished {
+            id: submission.id,
+            report: &report,
+        });
         Ok(report)
     }
 }

@@ -266,6 +266,15 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
     let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
     let cancel = Cancel::new();
     cancel_on_signals(&cancel);
+    // The reporter is an observer: it renders the report, as a student may
+    // see it, when the engine finishes it.
+    let reporter = report::Reporter::new(
+        match args.format {
+            Format::Human => report::Style::Human,
+            Format::Json => report::Style::Json,
+        },
+        Audience::Student,
+    );
     let report = ctx
         .grade(
             Submission {
@@ -274,20 +283,13 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
                 digest: None,
             },
             &opts,
-            &Ignore,
+            &reporter,
             &cancel,
         )
         .map_err(|e| e.to_string())?;
-    // The command a student runs: hidden tests show name and score only.
-    let report = report.for_audience(Audience::Student);
-    match args.format {
-        Format::Human => {
-            let mut out = anstream::stdout();
-            report::human::render(&report, &mut out)
-                .map_err(|e| format!("writing the report: {e}"))?;
-        }
-        Format::Json => println!("{}", report::json::render(&report)),
-    }
+    reporter
+        .result()
+        .map_err(|e| format!("writing the report: {e}"))?;
     if let cargo_grade::result::Outcome::Ungradable(_) = report.outcome {
         return Ok(EXIT_ERROR);
     }

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::course::Course;
-use crate::events::{Cancel, Observer};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::events::{Cancel, Event, Fanout, Observer};
 use crate::grade::{GradeOptions, Submission, TaskContext};
 use crate::result::{Outcome, Report};
 use crate::spec::{Spec, SpecError};
@@ -164,6 +167,33 @@ impl SelfCheck {
     }
 }
 
+/// Judges each finished report by the role of its subject.
+struct Judge<'r> {
+    roles: BTreeMap<String, &'r Role>,
+    checks: Mutex<BTreeMap<String, Check>>,
+}
+
+impl Observer for Judge<'_> {
+    fn event(&self, event: &Event<'_>) {
+        let Event::Finished { id, report } = event else {
+            return;
+        };
+        let Some(role) = self.roles.get(*id) else {
+            return;
+        };
+        let mut check = match role {
+            Role::Reference | Role::Alternative => judge_reference(report),
+            Role::Starter => judge_starter(report),
+            Role::Mutant(m) => judge_mutant(m, report),
+        };
+        check.subject = (*id).to_owned();
+        self.checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(check.subject.clone(), check);
+    }
+}
+
 /// What one subject of a self-check is.
 enum Role {
     Reference,
@@ -221,7 +251,17 @@ pub fn run(
         temps.push(dir);
     }
     let ctx = TaskContext::prepare(course, spec.clone())?;
-    let reports = crate::pool::map(&subjects, jobs, |(subject, shown, dir, _)| {
+    // The self-check is an observer too: it judges each report as the
+    // engine finishes it.
+    let judge = Judge {
+        roles: subjects
+            .iter()
+            .map(|(subject, _, _, role)| (subject.clone(), role))
+            .collect(),
+        checks: Mutex::new(BTreeMap::new()),
+    };
+    let observers = Fanout(vec![&judge, observer]);
+    let graded = crate::pool::map(&subjects, jobs, |(subject, shown, dir, _)| {
         let opts = GradeOptions {
             seed,
             only: None,
@@ -234,21 +274,19 @@ pub fn run(
                 digest: None,
             },
             &opts,
-            observer,
+            &observers,
             cancel,
         )
+        .map(|_| ())
     });
-    let mut checks = Vec::new();
-    for ((subject, _, _, role), report) in subjects.iter().zip(reports) {
-        let report = report?;
-        let mut check = match role {
-            Role::Reference | Role::Alternative => judge_reference(&report),
-            Role::Starter => judge_starter(&report),
-            Role::Mutant(m) => judge_mutant(m, &report),
-        };
-        check.subject = subject.clone();
-        checks.push(check);
+    for g in graded {
+        g?;
     }
+    let mut judged = judge.checks.into_inner().unwrap_or_else(|p| p.into_inner());
+    let checks: Vec<Check> = subjects
+        .iter()
+        .filter_map(|(subject, ..)| judged.remove(subject))
+        .collect();
     drop(temps);
     Ok(SelfCheck {
         task: spec.task.id.clone(),

@@ -66,6 +66,57 @@ pub fn explain(report: &Report, result: &TestResult) -> String {
     out
 }
 
+/// How a [`Reporter`] renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// For a terminal (colour where it is one).
+    Human,
+    /// The result model as JSON.
+    Json,
+}
+
+/// The reporter of a single grade, an observer: it renders each finished
+/// report on stdout, as `audience` may see it.
+pub struct Reporter {
+    style: Style,
+    audience: crate::result::Audience,
+    written: std::sync::Mutex<std::io::Result<()>>,
+}
+
+impl Reporter {
+    pub fn new(style: Style, audience: crate::result::Audience) -> Reporter {
+        Reporter {
+            style,
+            audience,
+            written: std::sync::Mutex::new(Ok(())),
+        }
+    }
+
+    /// Whether every report was written.
+    pub fn result(self) -> std::io::Result<()> {
+        self.written.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl crate::events::Observer for Reporter {
+    fn event(&self, event: &crate::events::Event<'_>) {
+        let crate::events::Event::Finished { report, .. } = event else {
+            return;
+        };
+        let view = report.for_audience(self.audience);
+        let written = match self.style {
+            Style::Human => human::render(&view, &mut anstream::stdout()),
+            Style::Json => {
+                use std::io::Write;
+                writeln!(std::io::stdout(), "{}", json::render(&view))
+            }
+        };
+        if written.is_err() {
+            *self.written.lock().unwrap_or_else(|p| p.into_inner()) = written;
+        }
+    }
+}
+
 /// The human report without colour: `report.txt` of a batch.
 pub fn text(report: &Report) -> String {
     let mut bytes = Vec::new();
