@@ -23,6 +23,8 @@ const EXIT_OK: u8 = 0;
 const EXIT_BELOW: u8 = 1;
 /// Usage, spec or environment error.
 const EXIT_ERROR: u8 = 2;
+/// Stopped by SIGINT or SIGTERM (128 + SIGINT, as a shell reports it).
+const EXIT_CANCELLED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -196,8 +198,14 @@ fn run(cli: Cli) -> Result<u8, String> {
                 resume,
                 seed,
             };
-            let done = batch::run(&ctx, &submissions, &opts, &progress, &cancel)
-                .map_err(|e| e.to_string())?;
+            let done = match batch::run(&ctx, &submissions, &opts, &progress, &cancel) {
+                Ok(done) => done,
+                Err(e @ batch::BatchError::Cancelled { .. }) => {
+                    eprintln!("cargo grade: {e}");
+                    return Ok(EXIT_CANCELLED);
+                }
+                Err(e) => return Err(e.to_string()),
+            };
             let count = |f: &dyn Fn(&cargo_grade::result::Outcome) -> bool| {
                 done.reports.iter().filter(|r| f(&r.outcome)).count()
             };

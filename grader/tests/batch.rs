@@ -552,3 +552,37 @@ fn alive_of_users(users: &[u32]) -> Vec<String> {
         .map(|(pid, _, uid, state)| format!("pid {pid} uid {uid} {state}"))
         .collect()
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume() {
+    let class = tempfile::tempdir().unwrap();
+    let subs = class.path().join("subs");
+    let reference = course_root().join("solutions").join(SLUG);
+    for name in ["a", "b", "c", "d", "e"] {
+        copy_src(&reference, &subs.join(name));
+    }
+    let out = class.path().join("out");
+    let child = batch(&subs, &out, "1", &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = poll_until(Deadline::after(Duration::from_secs(120)), || {
+        out.join(".results/a.json").is_file().then_some(())
+    });
+    assert!(first.is_some(), "no result within 120 s");
+    // SAFETY: kill on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let kept = std::fs::read_dir(out.join(".results"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert!((1..5).contains(&kept), "{kept} results kept");
+    let report = std::fs::read_to_string(out.join("a/report.txt")).unwrap();
+    assert!(report.contains("Score: 14/14"), "{report}");
+}
