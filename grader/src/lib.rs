@@ -42,6 +42,7 @@ pub mod result;
 pub mod scenario;
 pub mod selfcheck;
 pub mod shim;
+pub mod shard;
 pub mod signals;
 pub mod spec;
 
