@@ -11,6 +11,8 @@
 //! - [`faults`]: seeded fault injection;
 //! - [`scenario`]: executing one test's steps;
 //! - [`grade`]: one submission, start to finish;
+//! - [`intake`]: the submissions of a batch: listing them, extracting archives
+//!   safely, finding each crate and its content digest;
 //! - [`result`]: the result model every reporter renders;
 //! - [`report`]: human and JSON reporters;
 //! - [`selfcheck`]: a spec checked against its solution, starter and mutants.
@@ -26,6 +28,7 @@ pub mod course;
 pub mod faults;
 pub mod grade;
 pub mod harness;
+pub mod intake;
 pub mod payload;
 pub mod peers;
 pub mod report;
