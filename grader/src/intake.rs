@@ -58,7 +58,9 @@ pub enum Listed {
     Entry(Entry),
     /// An entry that cannot be a submission (its name is not valid UTF-8 or
     /// not a safe file name, it is not a directory or a known archive, ...):
-    /// rejected on its own, the batch goes on.
+    /// rejected on its own, the batch goes on. The name is for display (a
+    /// row of `grades.csv`); unlike an [`Entry`]'s it need not be a safe file
+    /// name, so name no file after it.
     Rejected { name: String, reason: String },
 }
 
@@ -410,8 +412,13 @@ fn entry_path(raw: &[u8]) -> Result<EntryPath, OpenError> {
         )));
     }
     let normal = name.replace('\\', "/");
-    let drive =
-        normal.as_bytes().get(1) == Some(&b':') && normal.as_bytes()[0].is_ascii_alphabetic();
+    // `C:` or `C:/...`, a Windows drive.
+    let drive = match normal.as_bytes() {
+        [letter, b':', rest @ ..] => {
+            letter.is_ascii_alphabetic() && matches!(rest.first(), None | Some(b'/'))
+        }
+        _ => false,
+    };
     if normal.starts_with('/') || drive {
         return Err(reject(format!(
             "the archive's entry {shown:?} is an absolute path: entries must be relative"
@@ -539,7 +546,15 @@ impl Extractor {
                     openat(fd.as_fd(), component.as_str(), flags, Mode::empty())
                         .map_err(|e| write_error(shown, e))?
                 }
-                Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                // Nothing here creates a link: one is the caller's, in a
+                // scratch directory that was not fresh.
+                Err(Errno::ELOOP) => {
+                    return Err(OpenError::Machine(format!(
+                        "the scratch directory has a symbolic link at {:?}; it must be empty",
+                        components[..=i].join("/")
+                    )))
+                }
+                Err(Errno::ENOTDIR) => {
                     return Err(reject(format!(
                         "the archive's entry {shown:?} is inside {:?}, which the archive also has as a file",
                         components[..=i].join("/")
@@ -661,9 +676,15 @@ fn extract_zip(path: &Path, scratch: &Path, caps: &Caps) -> Result<(), OpenError
     let mut out = Extractor::new(scratch, caps, archive_len)?;
     for index in 0..archive.len() {
         let name = archive.name_for_index(index).unwrap_or("?").to_owned();
-        let mut file = archive
-            .by_index(index)
-            .map_err(|e| reject(format!("the archive's entry {name:?} cannot be read: {e}")))?;
+        let mut file = archive.by_index(index).map_err(|e| match e {
+            zip::result::ZipError::UnsupportedArchive(what) => reject(format!(
+                "the archive's entry {name:?} cannot be read: {what} (the grader reads zip files \
+                     stored or deflated, without encryption)"
+            )),
+            e => reject(format!(
+                "the archive is corrupt or truncated: its entry {name:?} cannot be read ({e})"
+            )),
+        })?;
         out.count_entry()?;
         let path = entry_path(file.name_raw())?;
         let kind = file.unix_mode().map_or(0, |mode| mode & S_IFMT);
@@ -1106,11 +1127,13 @@ mod tests {
         let ok = entry_path(b"a/./b\\c/").unwrap();
         assert_eq!(ok.components, ["a", "b", "c"]);
         assert!(ok.dir_name);
+        assert_eq!(entry_path(b"a:b/c:d").unwrap().components, ["a:b", "c:d"]);
         for bad in [
             &b"../x"[..],
             b"a/../../x",
             b"/etc/passwd",
             b"C:\\x",
+            b"c:",
             b"..\\x",
             b"a\0b",
             b"\xff",
