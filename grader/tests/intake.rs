@@ -339,9 +339,7 @@ impl Place {
     fn refused(&self, name: &str, caps: &Caps, words: &[&str]) -> String {
         let scratch = self.fresh_scratch(name);
         let before = listing(self.root(), &scratch);
-        let t = std::time::Instant::now();
         let result = self.open_with(name, caps);
-        eprintln!("{name}: open took {:?}", t.elapsed());
         let after = listing(self.root(), &scratch);
         assert_eq!(
             before, after,
@@ -430,6 +428,7 @@ fn lists_entries_by_name_without_archive_extensions() {
     fs::write(place.sub("-rf.zip"), b"").unwrap();
     fs::create_dir(place.submissions().join(OsStr::from_bytes(b"caf\xe9"))).unwrap();
     std::os::unix::fs::symlink("/etc", place.sub("linked")).unwrap();
+    nix::unistd::mkfifo(&place.sub("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
 
     let listed = intake::list(&place.submissions()).unwrap();
     let names: Vec<&str> = listed.iter().map(Listed::name).collect();
@@ -443,7 +442,8 @@ fn lists_entries_by_name_without_archive_extensions() {
             "caf\\xe9",
             "carol",
             "linked",
-            "notes.txt"
+            "notes.txt",
+            "pipe",
         ]
     );
     let kind = |name: &str| match listed.iter().find(|l| l.name() == name).unwrap() {
@@ -462,6 +462,7 @@ fn lists_entries_by_name_without_archive_extensions() {
     rejected("-rf", "not a safe file name");
     rejected("notes.txt", "not a submission");
     rejected("linked", "symbolic link");
+    rejected("pipe", "not a directory or a regular file");
 }
 
 #[test]
@@ -864,12 +865,20 @@ fn corrupt_and_truncated_archives_are_refused() {
     fs::write(place.sub("garbage.zip"), b"this is not a zip file at all").unwrap();
     fs::write(place.sub("junk.tar.gz"), b"nor is this a gzip stream").unwrap();
     fs::write(place.sub("zero.zip"), b"").unwrap();
+    let mut bzip2 = RawZipEntry::stored(b"src/main.rs", MAIN.as_bytes(), 0o100644);
+    bzip2.method = 12;
+    fs::write(place.sub("bzip2.zip"), raw_zip(&[bzip2])).unwrap();
 
     assert!(place.open("whole").is_ok());
     assert!(place.open("wholetgz").is_ok());
     for name in ["cutzip", "garbage", "zero"] {
         place.refused(name, &Caps::default(), &["not a readable zip"]);
     }
+    place.refused(
+        "bzip2",
+        &Caps::default(),
+        &["\"src/main.rs\" cannot be read", "deflated"],
+    );
     for name in ["cuttgz", "cuttgztail", "flipzip", "junk"] {
         place.refused(name, &Caps::default(), &["corrupt or truncated"]);
     }
@@ -1035,4 +1044,50 @@ fn extraction_never_follows_a_link_already_in_scratch() {
     let result = intake::open(&entry, SLUG, BINARY, &scratch, &Caps::default());
     assert!(result.is_err(), "{result:?}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+/// The course itself as GitHub serves it (`git archive` with a wrapping
+/// folder, as .zip and as .tar.gz with its PAX global header): the task's
+/// starter is found in both, with one digest.
+#[test]
+fn a_github_archive_of_the_course_is_a_checkout() {
+    let course = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let place = Place::new();
+    for (format, file) in [("zip", "gh.zip"), ("tar.gz", "gh2.tar.gz")] {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(course)
+            .args([
+                "archive",
+                "--format",
+                format,
+                "--prefix",
+                "ipc-course-main/",
+                "-o",
+            ])
+            .arg(place.sub(file))
+            .arg("HEAD")
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("SKIPPED: no git checkout of the course to archive");
+            return;
+        }
+    }
+    let zip = place.open("gh").unwrap();
+    let tgz = place.open("gh2").unwrap();
+    assert_eq!(
+        zip.crate_dir,
+        place
+            .scratch("gh")
+            .join("ipc-course-main/starter")
+            .join(SLUG)
+    );
+    assert_eq!(
+        tgz.crate_dir,
+        place
+            .scratch("gh2")
+            .join("ipc-course-main/starter")
+            .join(SLUG)
+    );
+    assert_eq!(zip.digest, tgz.digest);
 }
