@@ -94,8 +94,10 @@ pub fn run(
                 name: e.name.clone(),
                 entry: Ok(e),
             },
+            // A name refused at listing may not be a safe file name: the
+            // results go under its escaped form.
             Listed::Rejected { name, reason } => Item {
-                name,
+                name: report::safe::visible(&name).replace('/', "_"),
                 entry: Err(reason),
             },
         })
@@ -250,7 +252,7 @@ impl Observer for Writer<'_> {
 enum Taken {
     /// Graded now (the engine emitted its events).
     Graded,
-    /// Refused before grading.
+    /// Refused (or not taken in) before grading.
     Rejected,
     /// An earlier run's result stands.
     Reused,
@@ -265,21 +267,21 @@ fn grade_item(
     cancel: &Cancel,
 ) -> Result<(Report, Taken), BatchError> {
     let spec = ctx.spec();
-    let reject = |why: &str, digest: Option<&str>| {
-        grade::rejected(
+    let not_graded = |outcome: Outcome| {
+        grade::not_graded(
             spec,
             Submission {
                 id: &item.name,
                 dir: Path::new(&item.name),
-                digest,
+                digest: None,
             },
             opts.seed,
-            why,
+            outcome,
         )
     };
     let entry = match &item.entry {
         Ok(e) => e,
-        Err(why) => return Ok((reject(why, None), Taken::Rejected)),
+        Err(why) => return Ok((not_graded(Outcome::Rejected(why.clone())), Taken::Rejected)),
     };
     // Archives are extracted into a scratch directory of this submission's
     // own, removed when it is done.
@@ -296,7 +298,13 @@ fn grade_item(
         &intake::Caps::default(),
     ) {
         Ok(o) => o,
-        Err(rejection) => return Ok((reject(&rejection.reason, None), Taken::Rejected)),
+        Err(intake::OpenError::Rejected(r)) => {
+            return Ok((not_graded(Outcome::Rejected(r.reason)), Taken::Rejected))
+        }
+        // Not the student's fault: no verdict, graded again on --resume.
+        Err(intake::OpenError::Machine(why)) => {
+            return Ok((not_graded(Outcome::Ungradable(why)), Taken::Rejected))
+        }
     };
     if opts.resume {
         if let Some(earlier) = earlier_result(&opts.out, &item.name) {

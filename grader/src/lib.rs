@@ -41,8 +41,8 @@ pub mod report;
 pub mod result;
 pub mod scenario;
 pub mod selfcheck;
-pub mod shim;
 pub mod shard;
+pub mod shim;
 pub mod signals;
 pub mod spec;
 

@@ -50,13 +50,18 @@ impl Shard {
 
     /// K and N from the environment of the engine running this job, with
     /// `total` (`--shard-total`) for engines that give only an index.
-    pub fn auto(env: &dyn Fn(&str) -> Option<String>, total: Option<u32>) -> Result<Shard, ShardError> {
+    pub fn auto(
+        env: &dyn Fn(&str) -> Option<String>,
+        total: Option<u32>,
+    ) -> Result<Shard, ShardError> {
         let num = |name: &str| -> Result<Option<u32>, ShardError> {
             match env(name) {
                 None => Ok(None),
-                Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                    ShardError::Auto(format!("{name}={v:?} is not a number"))
-                }),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ShardError::Auto(format!("{name}={v:?} is not a number"))),
             }
         };
         let checked = |k: u32, n: u32, engine: &str| {
@@ -76,10 +81,14 @@ impl Shard {
         if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
             let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let count = num("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
-                ShardError::Auto("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into())
+                ShardError::Auto(
+                    "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into(),
+                )
             })?;
             let k = id.checked_sub(min).ok_or_else(|| {
-                ShardError::Auto(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"))
+                ShardError::Auto(format!(
+                    "SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"
+                ))
             })? + 1;
             return checked(k, count, "Slurm (SLURM_ARRAY_TASK_ID/MIN/COUNT)");
         }
@@ -136,8 +145,13 @@ impl ShardRecord {
 
     pub fn read(dir: &Path) -> Result<ShardRecord, String> {
         let path = dir.join(Self::FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{}: {e} (is {} the output of `cargo grade batch`?)", path.display(), dir.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "{}: {e} (is {} the output of `cargo grade batch`?)",
+                path.display(),
+                dir.display()
+            )
+        })?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
@@ -146,8 +160,12 @@ impl ShardRecord {
 mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + '_ {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -186,7 +204,10 @@ mod tests {
         assert_eq!(Shard::auto(&env(&slurm), None), Ok(Shard { k: 2, n: 4 }));
         let k8s = [("JOB_COMPLETION_INDEX", "0")];
         assert_eq!(Shard::auto(&env(&k8s), Some(3)), Ok(Shard { k: 1, n: 3 }));
-        let k8s_env = [("JOB_COMPLETION_INDEX", "2"), ("CARGO_GRADE_SHARD_TOTAL", "3")];
+        let k8s_env = [
+            ("JOB_COMPLETION_INDEX", "2"),
+            ("CARGO_GRADE_SHARD_TOTAL", "3"),
+        ];
         assert_eq!(Shard::auto(&env(&k8s_env), None), Ok(Shard { k: 3, n: 3 }));
         assert!(Shard::auto(&env(&k8s), None).is_err());
         let none: [(&str, &str); 0] = [];
