@@ -84,7 +84,7 @@ fn make_class(dir: &Path) -> BTreeMap<String, Want> {
     copy_src(&root.join("starter").join(SLUG), &dir.join("starter"));
     want.insert("starter".into(), Want::AtMost(10.0));
 
-    for m in mutants(TASK).iter().take(3) {
+    for m in mutants(TASK).iter().take(4) {
         let name = format!("mutant-{}", m.name.replace('_', "-"));
         let d = dir.join(&name);
         cargo_grade::selfcheck::materialise(m, &reference, &d).unwrap();
@@ -241,11 +241,15 @@ fn a_class_gets_the_same_right_verdicts_at_jobs_1_and_jobs_4() {
     let want = make_class(&subs);
     assert!(want.len() >= 14, "{}", want.len());
 
+    // Both at once: the machine is loaded (five grades on two cores), and
+    // the verdicts must not care.
     let out4 = class.path().join("out4");
-    run_batch(&subs, &out4, "4");
-    check_verdicts(&out4, &want);
     let out1 = class.path().join("out1");
-    run_batch(&subs, &out1, "1");
+    std::thread::scope(|s| {
+        s.spawn(|| run_batch(&subs, &out4, "4"));
+        s.spawn(|| run_batch(&subs, &out1, "1"));
+    });
+    check_verdicts(&out4, &want);
     check_verdicts(&out1, &want);
     let csv = |out: &Path| std::fs::read(out.join("grades.csv")).unwrap();
     assert_eq!(
@@ -281,13 +285,21 @@ fn junit_is_read_by_junitparser(out: &Path, want: &BTreeMap<String, Want>) {
     if !python_module("junitparser") {
         return;
     }
-    let script = "import sys, json, junitparser\n\
-        x = junitparser.JUnitXml.fromfile(sys.argv[1])\n\
-        out = {}\n\
-        for s in x:\n\
-            cases = list(s)\n\
-            out[s.name] = {'tests': len(cases), 'failed': sum(1 for c in cases if c.result and isinstance(c.result[0], junitparser.Failure)), 'skipped': sum(1 for c in cases if c.result and isinstance(c.result[0], junitparser.Skipped)), 'passed': sum(1 for c in cases if c.is_passed)}\n\
-        print(json.dumps(out))";
+    let script = r#"
+import sys, json, junitparser
+x = junitparser.JUnitXml.fromfile(sys.argv[1])
+out = {}
+for s in x:
+    cases = list(s)
+    kind = lambda c, k: bool(c.result) and isinstance(c.result[0], k)
+    out[s.name] = {
+        'tests': len(cases),
+        'failed': sum(1 for c in cases if kind(c, junitparser.Failure)),
+        'skipped': sum(1 for c in cases if kind(c, junitparser.Skipped)),
+        'passed': sum(1 for c in cases if c.is_passed),
+    }
+print(json.dumps(out))
+"#;
     let o = Command::new("python3")
         .args(["-c", script])
         .arg(out.join("junit.xml"))
@@ -335,6 +347,8 @@ fn python_module(name: &str) -> bool {
     }
     let _ = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status();
     if has() {
         return true;
@@ -408,8 +422,10 @@ fn chromium() -> Option<PathBuf> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "chromium"])
+            .args(["install", "-y", "-qq", "chromium"])
             .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status();
     }
     found()
