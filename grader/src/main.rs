@@ -61,6 +61,10 @@ enum Command {
         /// Subjects graded at once [default: the number of cores].
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
@@ -86,6 +90,34 @@ enum Command {
         /// Seed for every randomised fault (the same for every submission).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Grade only shard K of N (1 <= K <= N), chosen by a hash of each
+        /// submission's name; `auto` reads K and N from GitLab CI, Slurm
+        /// array or Kubernetes Indexed Job variables.
+        #[arg(long, value_name = "K/N|auto")]
+        shard: Option<String>,
+        /// The number of shards, for `--shard auto` on a Kubernetes Indexed
+        /// Job (which gives only an index); or CARGO_GRADE_SHARD_TOTAL.
+        #[arg(long, value_name = "N")]
+        shard_total: Option<u32>,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Merge the outputs of `batch --shard K/N` runs into the files one
+    /// unsharded run writes.
+    Merge {
+        /// The shards' --out directories.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
@@ -112,6 +144,14 @@ struct GradeArgs {
     /// The course repository [default: the nearest directory above with specs/].
     #[arg(long, value_name = "DIR")]
     course: Option<PathBuf>,
+    /// Private tests kept outside the students' repository: DIR/<slug>.toml,
+    /// merged into the spec as hidden tests.
+    #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+    instructor_specs: Option<PathBuf>,
+    /// Show everything, hidden tests included (for instructors; students
+    /// see a hidden test's name and score only).
+    #[arg(long)]
+    instructor: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -159,10 +199,13 @@ fn run(cli: Cli) -> Result<u8, String> {
             seed,
             format,
             jobs,
+            instructor_specs,
             course,
         }) => {
             let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
             let cancel = Cancel::new();
             cancel_on_signals(&cancel);
             let jobs = jobs.unwrap_or_else(pool::default_jobs);
@@ -184,10 +227,25 @@ fn run(cli: Cli) -> Result<u8, String> {
             jobs,
             resume,
             seed,
+            shard,
+            shard_total,
+            instructor_specs,
             course,
         }) => {
+            let shard = match shard.as_deref() {
+                None => cargo_grade::shard::Shard::ALL,
+                Some("auto") => {
+                    cargo_grade::shard::Shard::auto(&|k| std::env::var(k).ok(), shard_total)
+                        .map_err(|e| e.to_string())?
+                }
+                Some(k_of_n) => {
+                    cargo_grade::shard::Shard::parse(k_of_n).map_err(|e| e.to_string())?
+                }
+            };
             let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
             let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
             let cancel = Cancel::new();
             cancel_on_signals(&cancel);
@@ -197,6 +255,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 jobs: jobs.unwrap_or_else(pool::default_jobs).max(1),
                 resume,
                 seed,
+                shard,
             };
             let done = match batch::run(&ctx, &submissions, &opts, &progress, &cancel) {
                 Ok(done) => done,
@@ -218,6 +277,26 @@ fn run(cli: Cli) -> Result<u8, String> {
                 count(&|o| *o == O::BuildFailed),
                 count(&|o| matches!(o, O::Rejected(_))),
                 count(&|o| matches!(o, O::Ungradable(_))),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+        Some(Command::Merge {
+            shards,
+            out,
+            instructor_specs,
+            course,
+        }) => {
+            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let first = cargo_grade::shard::ShardRecord::read(&shards[0])?;
+            let spec = course
+                .task_with_overlay(&first.task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
+            let merged = batch::merge(&spec, &shards, &out).map_err(|e| e.to_string())?;
+            eprintln!(
+                "merged {} shards: {} submissions; results in {}",
+                shards.len(),
+                merged.len(),
                 out.display()
             );
             Ok(EXIT_OK)
@@ -253,7 +332,9 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
         }
     }
     let course = Course::locate(args.course.as_deref()).map_err(|e| e.to_string())?;
-    let spec = course.task(&task).map_err(|e| e.to_string())?;
+    let spec = course
+        .task_with_overlay(&task, args.instructor_specs.as_deref())
+        .map_err(|e| e.to_string())?;
     let (submission, shown_path) = match &args.path {
         Some(p) => (p.clone(), p.display().to_string()),
         None => {
@@ -281,7 +362,11 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
             Format::Human => report::Style::Human,
             Format::Json => report::Style::Json,
         },
-        Audience::Student,
+        if args.instructor {
+            Audience::Instructor
+        } else {
+            Audience::Student
+        },
     );
     let report = ctx
         .grade(
