@@ -82,6 +82,11 @@ pub fn run(
     std::thread::scope(|scope| -> Result<(), WatchError> {
         let mut generation = 0u64;
         let mut running: Option<Cancel> = None;
+        // What was last graded: reading the sources (the build does) is an
+        // event too, and so is saving a file unchanged; only a change of the
+        // sources' content grades again.
+        let digest = || crate::intake::digest(dir, &crate::intake::Caps::default()).ok();
+        let mut graded = digest();
         let start = |generation: u64, running: &mut Option<Cancel>| {
             let cancel = Cancel::new();
             *running = Some(cancel.clone());
@@ -129,6 +134,11 @@ pub fn run(
             };
             match msg {
                 Msg::Changed => {
+                    let now = digest();
+                    if now.is_some() && now == graded {
+                        continue;
+                    }
+                    graded = now;
                     if let Some(c) = running.take() {
                         c.cancel();
                         writeln!(
