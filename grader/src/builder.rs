@@ -447,6 +447,13 @@ impl Prepared {
         &self.slug
     }
 
+    /// The bare compiler command a build runs for the crate in `crate_dir`
+    /// (its `Cargo.toml` and `src/`), writing `output`: no jail, no limits,
+    /// no copying. For measuring what the build adds to compiling the crate.
+    pub fn compiler_command(&self, crate_dir: &Path, output: &Path) -> Command {
+        self.invocation.command(crate_dir, output)
+    }
+
     /// Builds `submission` (a crate directory with `src/main.rs`) and copies
     /// the binary into `out_dir`.
     pub fn build(&self, submission: &Path, out_dir: &Path) -> Result<BuildResult, BuildError> {
