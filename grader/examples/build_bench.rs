@@ -12,6 +12,22 @@ use std::time::{Duration, Instant};
 use cargo_grade::builder::{BuildResult, Prepared};
 use cargo_grade::course::Course;
 
+/// CPU time (user and system) of the waited-for children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills a plain struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Wall and CPU time of `f`.
+fn timed(f: impl FnOnce()) -> (Duration, Duration) {
+    let (wall, cpu) = (Instant::now(), children_cpu());
+    f();
+    (wall.elapsed(), children_cpu() - cpu)
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -35,11 +51,10 @@ fn copy_of(reference: &Path, n: usize) -> tempfile::TempDir {
     dir
 }
 
-fn build(prepared: &Prepared, crate_dir: &Path) -> Duration {
+fn build(prepared: &Prepared, crate_dir: &Path) {
     let out = tempfile::tempdir().expect("tempdir");
-    let started = Instant::now();
     match prepared.build(crate_dir, out.path()) {
-        Ok(BuildResult::Built { .. }) => started.elapsed(),
+        Ok(BuildResult::Built { .. }) => {}
         other => panic!("the reference must build: {other:?}"),
     }
 }
@@ -60,60 +75,65 @@ fn main() {
         ms(started.elapsed())
     );
 
-    // The bare compiler on a plain copy of the crate.
-    let bare: Vec<Duration> = (0..runs)
-        .map(|i| {
-            let dir = copy_of(&reference, 1000 + i);
-            let output = dir.path().join("bin");
-            let started = Instant::now();
+    // The bare compiler on a plain copy of the crate, and whole builds,
+    // taking turns (so that both see the same load).
+    let (mut bare, mut one) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let dir = copy_of(&reference, 1000 + i);
+        let output = dir.path().join("bin");
+        bare.push(timed(|| {
             let status = prepared
                 .compiler_command(dir.path(), &output)
                 .stderr(Stdio::null())
                 .status()
                 .expect("rustc");
             assert!(status.success());
-            started.elapsed()
-        })
-        .collect();
-    let one: Vec<Duration> = (0..runs)
-        .map(|i| build(&prepared, copy_of(&reference, 2000 + i).path()))
-        .collect();
-    let (bare, one) = (median(bare), median(one));
+        }));
+        let dir = copy_of(&reference, 2000 + i);
+        one.push(timed(|| build(&prepared, dir.path())));
+    }
+    let wall = |v: &[(Duration, Duration)]| median(v.iter().map(|t| t.0).collect());
+    let cpu = |v: &[(Duration, Duration)]| median(v.iter().map(|t| t.1).collect());
     println!(
-        "{task} reference: rustc alone {}, one build {} ({:.2} x), median of {runs}",
-        ms(bare),
-        ms(one),
-        one.as_secs_f64() / bare.as_secs_f64()
+        "{task} reference, median of {runs}: rustc alone {} wall, {} CPU; one build {} wall ({:.2} x), {} CPU ({:.2} x)",
+        ms(wall(&bare)),
+        ms(cpu(&bare)),
+        ms(wall(&one)),
+        wall(&one).as_secs_f64() / wall(&bare).as_secs_f64(),
+        ms(cpu(&one)),
+        cpu(&one).as_secs_f64() / cpu(&bare).as_secs_f64(),
     );
 
     let copies: Vec<tempfile::TempDir> = (0..at_once)
         .map(|i| copy_of(&reference, 3000 + i))
         .collect();
-    let started = Instant::now();
-    for copy in &copies {
-        build(&prepared, copy.path());
-    }
-    let sequential = started.elapsed();
+    let sequential = timed(|| {
+        for copy in &copies {
+            build(&prepared, copy.path());
+        }
+    });
     let copies: Vec<tempfile::TempDir> = (0..at_once)
         .map(|i| copy_of(&reference, 4000 + i))
         .collect();
     let barrier = Arc::new(Barrier::new(at_once));
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for copy in &copies {
-            let (prepared, barrier) = (prepared.clone(), barrier.clone());
-            s.spawn(move || {
-                barrier.wait();
-                build(&prepared, copy.path());
-            });
-        }
+    let parallel = timed(|| {
+        std::thread::scope(|s| {
+            for copy in &copies {
+                let (prepared, barrier) = (prepared.clone(), barrier.clone());
+                s.spawn(move || {
+                    barrier.wait();
+                    build(&prepared, copy.path());
+                });
+            }
+        })
     });
-    let parallel = started.elapsed();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "{at_once} builds on {cores} cores: {} one after another, {} all at once ({:.2} x)",
-        ms(sequential),
-        ms(parallel),
-        parallel.as_secs_f64() / sequential.as_secs_f64()
+        "{at_once} builds on {cores} cores: one after another {} wall ({} CPU), all at once {} wall ({} CPU), {:.2} x",
+        ms(sequential.0),
+        ms(sequential.1),
+        ms(parallel.0),
+        ms(parallel.1),
+        parallel.0.as_secs_f64() / sequential.0.as_secs_f64()
     );
 }

@@ -19,15 +19,11 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::Mode;
 
 use super::BuildError;
 use crate::course::Course;
@@ -51,19 +47,15 @@ pub(super) struct Jail {
     confined: Option<Confined>,
 }
 
+#[derive(Clone)]
 struct Confined {
     /// The covered directory.
     dir: CString,
     /// Directories to create in the empty mount, outermost first, down to
-    /// every target of `binds`.
+    /// every directory of `keep`.
     parents: Vec<CString>,
-    /// What is put back: `/proc/self/fd/N` of a descriptor opened before
-    /// the cover (the directory is out of sight after it), the target, and
-    /// whether it is read-only.
-    binds: Vec<(CString, CString, bool)>,
-    /// The descriptors `binds` name; open until the child has made its
-    /// mounts (the child inherits them; they are closed on exec).
-    _fds: Vec<OwnedFd>,
+    /// What is put back, each at its own place, and whether read-only.
+    keep: Vec<(CString, bool)>,
 }
 
 impl Jail {
@@ -88,9 +80,13 @@ impl Jail {
         dir: &Path,
         keep: &[(&Path, bool)],
     ) -> Result<Jail, BuildError> {
+        if keep.len() > MAX_KEPT {
+            return Err(BuildError::Machinery(format!(
+                "a jail keeps at most {MAX_KEPT} directories"
+            )));
+        }
         let mut parents: Vec<CString> = Vec::new();
-        let mut binds = Vec::new();
-        let mut fds = Vec::new();
+        let mut kept = Vec::new();
         for &(path, readonly) in keep {
             let inside = path.strip_prefix(dir).map_err(|_| {
                 BuildError::Machinery(format!("{} is not under {}", path.display(), dir.display()))
@@ -103,29 +99,20 @@ impl Jail {
                     parents.push(c);
                 }
             }
-            let fd = open(
-                path,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| BuildError::Io {
-                what: format!("cannot open {}", path.display()),
-                source: e.into(),
-            })?;
-            let source = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-                .expect("no NUL in a number");
-            binds.push((source, cstring(path)?, readonly));
-            fds.push(fd);
+            kept.push((cstring(path)?, readonly));
         }
         self.confined = Some(Confined {
             dir: cstring(dir)?,
             parents,
-            binds,
-            _fds: fds,
+            keep: kept,
         });
         Ok(self)
     }
 }
+
+/// Most directories a jail puts back (the child keeps their descriptors in
+/// an array: no allocation after the fork).
+const MAX_KEPT: usize = 4;
 
 fn cstring(path: &Path) -> Result<CString, BuildError> {
     CString::new(path.as_os_str().as_bytes())
@@ -168,10 +155,7 @@ pub(super) fn spawn(
     };
     if !failed() {
         let hidden = jail.hidden.clone();
-        let confined = jail
-            .confined
-            .as_ref()
-            .map(|c| (c.dir.clone(), c.parents.clone(), c.binds.clone()));
+        let confined = jail.confined.clone();
         let mut cmd = command();
         // SAFETY: the closure runs in the forked child before exec and makes
         // raw system calls only, on data prepared before the fork.
@@ -198,8 +182,6 @@ pub(super) fn spawn(
     cmd.spawn().map_err(spawn_error)
 }
 
-type ConfinedPlan = (CString, Vec<CString>, Vec<(CString, CString, bool)>);
-
 /// Puts the child that will exec the compiler into the build's jail: new
 /// mount, network and PID namespaces, `hidden` covered by empty read-only
 /// mounts, and `confined` (a directory covered as a whole, with some of it
@@ -217,7 +199,7 @@ type ConfinedPlan = (CString, Vec<CString>, Vec<(CString, CString, bool)>);
 ///
 /// # Safety
 /// For `pre_exec` only: raw system calls on prepared data.
-unsafe fn enter_jail(hidden: &[CString], confined: Option<&ConfinedPlan>) -> std::io::Result<()> {
+unsafe fn enter_jail(hidden: &[CString], confined: Option<&Confined>) -> std::io::Result<()> {
     check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
     check(libc::unshare(
         libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWPID,
@@ -226,8 +208,8 @@ unsafe fn enter_jail(hidden: &[CString], confined: Option<&ConfinedPlan>) -> std
     for dir in hidden {
         cover(dir)?;
     }
-    if let Some((dir, parents, binds)) = confined {
-        confine(dir, parents, binds)?;
+    if let Some(confined) = confined {
+        confine(confined)?;
     }
     // The grader's signal handlers are still installed here (there is no
     // exec in this process): the SIGCHLD handler of `wait-timeout` writes to
@@ -254,26 +236,34 @@ unsafe fn enter_jail(hidden: &[CString], confined: Option<&ConfinedPlan>) -> std
     check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))
 }
 
-/// Covers `dir` with an empty tmpfs, creates `parents` in it, binds each of
-/// `binds` (a source reached through `/proc/self/fd`, a target, read-only
-/// or not) and makes the tmpfs read-only.
+/// Covers the directory with an empty tmpfs, creates the parents in it,
+/// puts back each directory to keep (a bind of itself, through a
+/// descriptor opened before the cover, here in the new mount namespace:
+/// a bind's source must be a mount of the caller's namespace) and makes
+/// the tmpfs read-only.
 ///
 /// # Safety
 /// For `pre_exec` only: raw system calls on prepared data.
-unsafe fn confine(
-    dir: &CString,
-    parents: &[CString],
-    binds: &[(CString, CString, bool)],
-) -> std::io::Result<()> {
+unsafe fn confine(confined: &Confined) -> std::io::Result<()> {
+    let mut fds = [-1; MAX_KEPT];
+    for (fd, (path, _)) in fds.iter_mut().zip(&confined.keep) {
+        *fd = libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if *fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     check(libc::mount(
         c"tmpfs".as_ptr(),
-        dir.as_ptr(),
+        confined.dir.as_ptr(),
         c"tmpfs".as_ptr(),
         flags,
         c"mode=0755,size=64k".as_ptr().cast(),
     ))?;
-    for parent in parents {
+    for parent in &confined.parents {
         if libc::mkdir(parent.as_ptr(), 0o755) != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::EEXIST) {
@@ -281,7 +271,8 @@ unsafe fn confine(
             }
         }
     }
-    for (source, target, readonly) in binds {
+    for (&fd, (target, readonly)) in fds.iter().zip(&confined.keep) {
+        let source = FdPath::new(fd);
         check(libc::mount(
             source.as_ptr(),
             target.as_ptr(),
@@ -289,6 +280,7 @@ unsafe fn confine(
             libc::MS_BIND,
             std::ptr::null(),
         ))?;
+        libc::close(fd);
         if *readonly {
             check(libc::mount(
                 std::ptr::null(),
@@ -305,11 +297,42 @@ unsafe fn confine(
     }
     check(libc::mount(
         std::ptr::null(),
-        dir.as_ptr(),
+        confined.dir.as_ptr(),
         std::ptr::null(),
         libc::MS_REMOUNT | libc::MS_RDONLY | flags,
         std::ptr::null(),
     ))
+}
+
+/// `/proc/self/fd/N` as a C string, made without allocating (for a forked
+/// child).
+struct FdPath([u8; 32]);
+
+impl FdPath {
+    fn new(fd: libc::c_int) -> FdPath {
+        let mut buf = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 10];
+        let mut n = fd.max(0) as u32;
+        let mut len = 0;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..len].iter().rev().enumerate() {
+            buf[prefix.len() + i] = *d;
+        }
+        FdPath(buf)
+    }
+
+    fn as_ptr(&self) -> *const libc::c_char {
+        self.0.as_ptr().cast()
+    }
 }
 
 /// A raw fork: no atfork handlers run in this child of a threaded parent.
@@ -345,4 +368,24 @@ unsafe fn wait_and_pass_on(pid: libc::pid_t) -> ! {
         libc::_exit(libc::WEXITSTATUS(status));
     }
     libc::_exit(128 + libc::WTERMSIG(status));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_paths_are_spelled_out() {
+        let path = |fd| {
+            let p = FdPath::new(fd);
+            // SAFETY: FdPath is NUL-terminated (its buffer is zeroed).
+            unsafe { std::ffi::CStr::from_ptr(p.as_ptr()) }
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(path(0), "/proc/self/fd/0");
+        assert_eq!(path(7), "/proc/self/fd/7");
+        assert_eq!(path(1234567890), "/proc/self/fd/1234567890");
+    }
 }
