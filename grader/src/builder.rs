@@ -188,6 +188,12 @@ pub struct Prepared {
     builds: PathBuf,
 }
 
+// Builds run from many threads at once.
+const _: fn() = || {
+    fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Prepared>();
+};
+
 /// What the prepared directory records, once complete.
 #[derive(Serialize, Deserialize)]
 struct Saved {
