@@ -99,11 +99,16 @@ pub struct Submission<'a> {
 }
 
 /// Per-task work, done once however many submissions are graded: the spec,
-/// the grader's own binary (peers, namespace holders), the I/O fault shim,
-/// and the sweep of what graders that died left behind.
+/// the build toolchain (the starter's dependencies compiled once, for every
+/// submission's build to link against), the grader's own binary (peers,
+/// namespace holders), the I/O fault shim, and the sweep of what graders
+/// that died left behind.
 pub struct TaskContext<'c> {
     course: &'c Course,
     spec: Spec,
+    /// The prepared builds, or why they could not be prepared (every grade
+    /// then reports that as ungradable: it is no verdict on any student).
+    builds: Result<builder::Prepared, String>,
     helper: PathBuf,
     /// The shim, built, when a selected test injects I/O faults; its build
     /// error otherwise (every grade then reports it as ungradable).
@@ -130,9 +135,11 @@ impl<'c> TaskContext<'c> {
             .iter()
             .any(|t| t.io_faults.is_some())
             .then(|| crate::shim::ensure_built(&course.root, &course.work_dir()));
+        let builds = builder::Prepared::new(course, &spec).map_err(|e| e.to_string());
         Ok(TaskContext {
             course,
             spec,
+            builds,
             helper,
             shim,
         })
@@ -204,10 +211,19 @@ impl<'c> TaskContext<'c> {
             }
         };
         observer.event(&Event::BuildStarted { id });
-        let built = builder::build(course, spec, submission.dir, scratch.path());
+        let built = match &self.builds {
+            Ok(builds) => {
+                let started = Instant::now();
+                builds
+                    .build(submission.dir, scratch.path())
+                    .map(|b| b.took(started.elapsed()))
+                    .map_err(|e| e.to_string())
+            }
+            Err(why) => Err(format!("the task's builds could not be prepared: {why}")),
+        };
         let binary = match built {
             Err(e) => {
-                let report = ungradable(report, e.to_string(), &tests);
+                let report = ungradable(report, e, &tests);
                 observer.event(&Event::BuildFinished {
                     id,
                     build: &report.build,

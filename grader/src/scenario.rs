@@ -222,7 +222,8 @@ fn run_round(
 ) -> Result<RoundEnd, String> {
     let workdir = crate::harness::scratch::create("", 0o700)
         .map_err(|e| format!("could not create a scratch directory: {e}"))?;
-    let identity = Identity::for_round();
+    let identity = Identity::for_round()
+        .map_err(|e| format!("could not take a user id of the round's own: {e}"))?;
     let sandbox = Sandbox::new(env.helper, env.confinement, workdir.path(), identity);
     let budget = Budget::for_test(env.limits, test);
     // RLIMIT_NPROC counts every process of the user: a user of the round's

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 use super::cgroup::MemoryCgroup;
-use super::identity::Identity;
+use super::identity::{Identity, Lease};
 
 /// Which isolation a test ran under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,15 +102,30 @@ pub struct Confinement {
 }
 
 /// `cargo-grade peer hold [UID]`, with a pipe on stdin that only the grader
-/// holds (see [`hold`]).
-fn holder_command(helper: &Path, identity: Option<Identity>) -> Command {
+/// holds (see [`hold`]). The holder inherits the uid's lease: if the grader
+/// is killed, the uid stays taken until the holder has killed every process
+/// of it and exited.
+fn holder_command(helper: &Path, lease: Option<&Lease>) -> Command {
     let mut cmd = Command::new(helper);
     cmd.args(["peer", "hold"])
-        .args(identity.map(|id| id.uid.to_string()))
+        .args(lease.map(|l| l.identity().uid.to_string()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);
+    if let Some(fd) = lease.map(|l| l.lock_fd().as_raw_fd()) {
+        // SAFETY: fcntl on a descriptor of the forked child, before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                check(if flags < 0 {
+                    -1
+                } else {
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+                })
+            });
+        }
+    }
     cmd
 }
 
@@ -150,6 +165,8 @@ pub struct Sandbox {
     /// `/proc/HOLDER/root`: the round's files as the grader reaches them.
     root: Option<PathBuf>,
     identity: Option<Identity>,
+    /// The lease of `identity`'s uid, released after the holder is gone.
+    lease: Option<Lease>,
     disk_bytes: u64,
     hides_course: bool,
     /// The round's memory cgroup, or why there is none.
@@ -168,6 +185,7 @@ impl Sandbox {
             net: None,
             root: None,
             identity: None,
+            lease: None,
             disk_bytes: 0,
             hides_course: false,
             memory: Err("not asked for".into()),
@@ -175,16 +193,18 @@ impl Sandbox {
     }
 
     /// A fresh sandbox for a round whose scratch directory is `workdir` and
-    /// whose processes run as `identity`: namespaces if they can be made
+    /// whose processes run as the uid of `lease` (which the sandbox keeps
+    /// until the round's processes are gone): namespaces if they can be made
     /// (and `CARGO_GRADE_ISOLATION` is not `none`), else the host's.
     /// `helper` is the grader binary, which runs the holder.
     pub fn new(
         helper: &Path,
         confinement: &Confinement,
         workdir: &Path,
-        identity: Option<Identity>,
+        lease: Option<Lease>,
     ) -> Sandbox {
-        let fallback = |why: String| {
+        let identity = lease.as_ref().map(Lease::identity);
+        let fallback = |why: String, lease: Option<Lease>| {
             let mut s = Sandbox::host();
             s.identity = identity;
             s.fallback_reason = Some(why);
@@ -194,32 +214,40 @@ impl Sandbox {
                 let _ = std::os::unix::fs::chown(workdir, Some(id.uid), Some(id.gid));
                 // No namespaces to hold, but the holder still outlives a
                 // killed grader to kill the round's user.
-                s.holder = holder_command(helper, identity)
+                s.holder = holder_command(helper, lease.as_ref())
                     .spawn()
                     .ok()
                     .and_then(|h| await_ready(h).ok());
             }
+            s.lease = lease;
             s
         };
         if std::env::var_os("CARGO_GRADE_ISOLATION").is_some_and(|v| v == "none") {
-            return fallback("CARGO_GRADE_ISOLATION=none".into());
+            return fallback("CARGO_GRADE_ISOLATION=none".into(), lease);
         }
         if NAMESPACES_FAILED.load(Ordering::Relaxed) {
-            return fallback("namespaces failed earlier in this run".into());
+            return fallback("namespaces failed earlier in this run".into(), lease);
         }
         let with_net = !NETWORK_FAILED.load(Ordering::Relaxed);
-        let attempt = Sandbox::with_namespaces(helper, confinement, workdir, identity, with_net);
+        let attempt =
+            Sandbox::with_namespaces(helper, confinement, workdir, lease.as_ref(), with_net);
         let attempt = match attempt {
             Err(_) if with_net => {
                 NETWORK_FAILED.store(true, Ordering::Relaxed);
-                Sandbox::with_namespaces(helper, confinement, workdir, identity, false)
+                Sandbox::with_namespaces(helper, confinement, workdir, lease.as_ref(), false)
             }
             other => other,
         };
-        let mut sandbox = attempt.unwrap_or_else(|e| {
-            NAMESPACES_FAILED.store(true, Ordering::Relaxed);
-            fallback(e)
-        });
+        let mut sandbox = match attempt {
+            Ok(mut sandbox) => {
+                sandbox.lease = lease;
+                sandbox
+            }
+            Err(e) => {
+                NAMESPACES_FAILED.store(true, Ordering::Relaxed);
+                fallback(e, lease)
+            }
+        };
         sandbox.memory = memory_cgroup(workdir, confinement.memory_bytes);
         sandbox
     }
@@ -228,11 +256,12 @@ impl Sandbox {
         helper: &Path,
         confinement: &Confinement,
         workdir: &Path,
-        identity: Option<Identity>,
+        lease: Option<&Lease>,
         with_net: bool,
     ) -> Result<Sandbox, String> {
+        let identity = lease.map(Lease::identity);
         let plan = MountPlan::new(confinement, workdir, identity)?;
-        let mut cmd = holder_command(helper, identity);
+        let mut cmd = holder_command(helper, lease);
         let mut flags = libc::CLONE_NEWIPC | libc::CLONE_NEWNS;
         if with_net {
             flags |= libc::CLONE_NEWNET;
@@ -284,6 +313,7 @@ impl Sandbox {
             mnt: Some(mnt),
             net,
             identity,
+            lease: None,
             disk_bytes: confinement.disk_bytes,
             hides_course: !confinement.hidden.is_empty(),
             memory: Err("not made yet".into()),
