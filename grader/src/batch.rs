@@ -304,10 +304,15 @@ fn grade_item(
         Err(why) => return Ok((not_graded(Outcome::Rejected(why.clone())), Taken::Rejected)),
     };
     // Archives are extracted into a scratch directory of this submission's
-    // own, removed when it is done.
-    let scratch =
-        crate::harness::scratch::create("intake-", 0o700).map_err(|source| BatchError::Write {
-            path: std::env::temp_dir(),
+    // own, removed when it is done, in the grader's work directory: hidden
+    // from every build and test process, as the course is.
+    let intake_root = ctx.course().work_dir().join("intake");
+    mkdir(&intake_root)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .tempdir_in(&intake_root)
+        .map_err(|source| BatchError::Write {
+            path: intake_root.clone(),
             source,
         })?;
     let opened = match intake::open(

@@ -464,6 +464,18 @@ impl Prepared {
     /// Builds `submission` (a crate directory with `src/main.rs`) and copies
     /// the binary into `out_dir`.
     pub fn build(&self, submission: &Path, out_dir: &Path) -> Result<BuildResult, BuildError> {
+        self.build_hiding(submission, out_dir, &[])
+    }
+
+    /// As [`Prepared::build`], with `hidden` (existing directories) also out
+    /// of the compiler's sight: a batch hides the other submissions and the
+    /// results, so that no build can read another student's sources.
+    pub fn build_hiding(
+        &self,
+        submission: &Path,
+        out_dir: &Path,
+        hidden: &[PathBuf],
+    ) -> Result<BuildResult, BuildError> {
         let started = Instant::now();
         let failed = |diagnostics: String| BuildResult::Failed {
             diagnostics,
@@ -497,6 +509,7 @@ impl Prepared {
         let output = out.join(&self.binary);
 
         let jail = Jail::for_course(&self.course)
+            .also_hiding(hidden)
             .confine_to(&self.work, &[(&self.deps, true), (stage.path(), false)])?;
         let command = || {
             let mut cmd = self.invocation.command(stage.path(), &output);

@@ -113,6 +113,9 @@ pub struct TaskContext<'c> {
     /// The shim, built, when a selected test injects I/O faults; its build
     /// error otherwise (every grade then reports it as ungradable).
     shim: Option<Result<PathBuf, String>>,
+    /// Directories no build and no test process may see, beyond the course
+    /// and the submission's own: a batch's other submissions and results.
+    hidden: Vec<PathBuf>,
 }
 
 impl<'c> TaskContext<'c> {
@@ -142,7 +145,14 @@ impl<'c> TaskContext<'c> {
             builds,
             helper,
             shim,
+            hidden: Vec::new(),
         })
+    }
+
+    /// Also hides `dirs` from every build and test process of this task.
+    pub fn hiding(mut self, dirs: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.hidden.extend(dirs);
+        self
     }
 
     pub fn spec(&self) -> &Spec {
@@ -215,7 +225,7 @@ impl<'c> TaskContext<'c> {
             Ok(builds) => {
                 let started = Instant::now();
                 builds
-                    .build(submission.dir, scratch.path())
+                    .build_hiding(submission.dir, scratch.path(), &self.hidden)
                     .map(|b| b.took(started.elapsed()))
                     .map_err(|e| e.to_string())
             }
@@ -293,6 +303,7 @@ impl<'c> TaskContext<'c> {
                 submission.dir.to_owned(),
             ]
             .into_iter()
+            .chain(self.hidden.iter().cloned())
             .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
             .collect(),
             readonly: vec![scratch.path().to_owned()],

@@ -281,7 +281,13 @@ fn run(cli: Cli) -> Result<u8, String> {
             let spec = course
                 .task_with_overlay(&task, instructor_specs.as_deref())
                 .map_err(|e| e.to_string())?;
-            let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
+            // No build and no test process sees another submission or the
+            // results.
+            std::fs::create_dir_all(&out)
+                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+            let ctx = TaskContext::prepare(&course, spec)
+                .map_err(|e| e.to_string())?
+                .hiding([submissions.clone(), out.clone()]);
             let cancel = Cancel::new();
             cancel_on_signals(&cancel);
             let progress = batch::Progress::new(std::io::stderr().is_terminal());

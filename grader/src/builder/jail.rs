@@ -73,6 +73,16 @@ impl Jail {
         }
     }
 
+    /// Also covers each of `dirs` (those that exist) with an empty mount.
+    pub(super) fn also_hiding(mut self, dirs: &[std::path::PathBuf]) -> Jail {
+        self.hidden.extend(
+            dirs.iter()
+                .filter_map(|p| fs::canonicalize(p).ok())
+                .filter_map(|p| cstring(&p).ok()),
+        );
+        self
+    }
+
     /// Also covers `dir` (canonical) as a whole and puts back each of
     /// `keep` (canonical, under `dir`), read-only where asked.
     pub(super) fn confine_to(
