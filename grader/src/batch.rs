@@ -32,6 +32,7 @@ use crate::grade::{self, GradeError, GradeOptions, Submission, TaskContext};
 use crate::intake::{self, Listed};
 use crate::report;
 use crate::result::{Audience, Outcome, Report, SCHEMA_VERSION};
+use crate::shard::{Shard, ShardRecord};
 
 /// How to run a batch.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct BatchOptions {
     pub jobs: usize,
     pub resume: bool,
     pub seed: u64,
+    /// The part of the class this run grades.
+    pub shard: Shard,
 }
 
 /// A batch that could not run, or stopped: nothing here is about one
@@ -94,13 +97,32 @@ pub fn run(
                 name: e.name.clone(),
                 entry: Ok(e),
             },
+            // A name refused at listing may not be a safe file name: the
+            // results go under its escaped form.
             Listed::Rejected { name, reason } => Item {
-                name,
+                name: report::safe::visible(&name).replace('/', "_"),
                 entry: Err(reason),
             },
         })
+        .filter(|item| opts.shard.owns(&item.name))
         .collect();
     let writer = Writer::new(ctx.spec(), &opts.out)?;
+    // What this run was given, for `merge`: on disk before any result.
+    let record = ShardRecord {
+        schema_version: SCHEMA_VERSION,
+        task: ctx.spec().task.id.clone(),
+        spec_digest: ctx.spec().digest.clone(),
+        seed: opts.seed,
+        grader_version: env!("CARGO_PKG_VERSION").to_owned(),
+        shard: opts.shard,
+        names: items.iter().map(|i| i.name.clone()).collect(),
+    };
+    write_atomic(
+        &opts.out.join(ShardRecord::FILE),
+        serde_json::to_string_pretty(&record)
+            .expect("the record serialises")
+            .as_bytes(),
+    )?;
     let observers = Fanout(vec![&writer, observer]);
     let total = items.len();
     for (index, item) in items.iter().enumerate() {
@@ -250,7 +272,7 @@ impl Observer for Writer<'_> {
 enum Taken {
     /// Graded now (the engine emitted its events).
     Graded,
-    /// Refused before grading.
+    /// Refused (or not taken in) before grading.
     Rejected,
     /// An earlier run's result stands.
     Reused,
@@ -265,21 +287,21 @@ fn grade_item(
     cancel: &Cancel,
 ) -> Result<(Report, Taken), BatchError> {
     let spec = ctx.spec();
-    let reject = |why: &str, digest: Option<&str>| {
-        grade::rejected(
+    let not_graded = |outcome: Outcome| {
+        grade::not_graded(
             spec,
             Submission {
                 id: &item.name,
                 dir: Path::new(&item.name),
-                digest,
+                digest: None,
             },
             opts.seed,
-            why,
+            outcome,
         )
     };
     let entry = match &item.entry {
         Ok(e) => e,
-        Err(why) => return Ok((reject(why, None), Taken::Rejected)),
+        Err(why) => return Ok((not_graded(Outcome::Rejected(why.clone())), Taken::Rejected)),
     };
     // Archives are extracted into a scratch directory of this submission's
     // own, removed when it is done.
@@ -296,7 +318,13 @@ fn grade_item(
         &intake::Caps::default(),
     ) {
         Ok(o) => o,
-        Err(rejection) => return Ok((reject(&rejection.reason, None), Taken::Rejected)),
+        Err(intake::OpenError::Rejected(r)) => {
+            return Ok((not_graded(Outcome::Rejected(r.reason)), Taken::Rejected))
+        }
+        // Not the student's fault: no verdict, graded again on --resume.
+        Err(intake::OpenError::Machine(why)) => {
+            return Ok((not_graded(Outcome::Ungradable(why)), Taken::Rejected))
+        }
     };
     if opts.resume {
         if let Some(earlier) = earlier_result(&opts.out, &item.name) {
@@ -521,4 +549,150 @@ impl Observer for Progress {
             bar.set_message(st.running.join(", "));
         }
     }
+}
+
+/// Why shards cannot be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{0}")]
+    Shard(String),
+    #[error("cannot merge: {0}")]
+    Mismatch(String),
+    #[error(transparent)]
+    Write(#[from] BatchError),
+}
+
+/// Combines the outputs of the shards of one class (`cargo grade merge`)
+/// into exactly the files one unsharded run writes. Refuses shards graded
+/// with different specs, seeds or grader versions, a submission graded
+/// twice, a missing shard, and a shard that did not finish.
+pub fn merge(
+    spec: &crate::spec::Spec,
+    shards: &[PathBuf],
+    out: &Path,
+) -> Result<Vec<Report>, MergeError> {
+    let mut records = Vec::new();
+    for dir in shards {
+        records.push((dir, ShardRecord::read(dir).map_err(MergeError::Shard)?));
+    }
+    let Some((first_dir, first)) = records.first() else {
+        return Err(MergeError::Shard("no shard directories given".into()));
+    };
+    for (dir, r) in &records {
+        let differs = |what: &str, a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| {
+            MergeError::Mismatch(format!(
+                "{} was graded with {what} {a}, {} with {b}",
+                first_dir.display(),
+                dir.display()
+            ))
+        };
+        if r.task != first.task {
+            return Err(differs("task", &first.task, &r.task));
+        }
+        if r.spec_digest != first.spec_digest {
+            return Err(differs(
+                "a spec of digest",
+                &first.spec_digest,
+                &r.spec_digest,
+            ));
+        }
+        if r.seed != first.seed {
+            return Err(differs("seed", &first.seed, &r.seed));
+        }
+        if r.grader_version != first.grader_version || r.schema_version != first.schema_version {
+            return Err(differs(
+                "grader version",
+                &first.grader_version,
+                &r.grader_version,
+            ));
+        }
+        if r.shard.n != first.shard.n {
+            return Err(differs("--shard K/N with N =", &first.shard.n, &r.shard.n));
+        }
+    }
+    if first.task != spec.task.id || first.spec_digest != spec.digest {
+        return Err(MergeError::Mismatch(format!(
+            "the shards were graded against another version of {}'s spec (digest {}) than the course's now ({}); merge with the spec they were graded with",
+            first.task, first.spec_digest, spec.digest
+        )));
+    }
+    let n = first.shard.n;
+    let mut seen: BTreeMap<u32, &PathBuf> = BTreeMap::new();
+    for (dir, r) in &records {
+        if let Some(other) = seen.insert(r.shard.k, dir) {
+            return Err(MergeError::Mismatch(format!(
+                "shard {} is given twice: {} and {}",
+                r.shard,
+                other.display(),
+                dir.display()
+            )));
+        }
+    }
+    let missing: Vec<String> = (1..=n)
+        .filter(|k| !seen.contains_key(k))
+        .map(|k| format!("{k}/{n}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Mismatch(format!(
+            "shard {} missing (given: {})",
+            missing.join(", "),
+            records
+                .iter()
+                .map(|(_, r)| r.shard.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut owner: BTreeMap<&str, &PathBuf> = BTreeMap::new();
+    let mut reports = Vec::new();
+    for (dir, r) in &records {
+        for name in &r.names {
+            if let Some(other) = owner.insert(name, dir) {
+                return Err(MergeError::Mismatch(format!(
+                    "{name:?} was graded twice, in {} and in {}",
+                    other.display(),
+                    dir.display()
+                )));
+            }
+            let report = earlier_result(dir, name).ok_or_else(|| {
+                MergeError::Shard(format!(
+                    "shard {} in {} has no result for {name:?}: it did not finish (run it again with --resume)",
+                    r.shard,
+                    dir.display()
+                ))
+            })?;
+            reports.push((dir, report));
+        }
+    }
+    reports.sort_by(|a, b| a.1.submission_id.cmp(&b.1.submission_id));
+    mkdir(&out.join(".results"))?;
+    for (dir, report) in &reports {
+        let name = &report.submission_id;
+        let copy = |from: PathBuf, to: PathBuf| -> Result<(), BatchError> {
+            let bytes = std::fs::read(&from).map_err(|source| BatchError::Write {
+                path: from.clone(),
+                source,
+            })?;
+            write_atomic(&to, &bytes)
+        };
+        copy(result_path(dir, name), result_path(out, name))?;
+        mkdir(&out.join(name))?;
+        for file in ["report.json", "report.txt"] {
+            copy(dir.join(name).join(file), out.join(name).join(file))?;
+        }
+    }
+    let reports: Vec<Report> = reports.into_iter().map(|(_, r)| r).collect();
+    let all = ShardRecord {
+        shard: Shard::ALL,
+        names: reports.iter().map(|r| r.submission_id.clone()).collect(),
+        ..first.clone()
+    };
+    write_atomic(
+        &out.join(ShardRecord::FILE),
+        serde_json::to_string_pretty(&all)
+            .expect("the record serialises")
+            .as_bytes(),
+    )?;
+    write_gradebook(spec, out, &reports)?;
+    Ok(reports)
 }

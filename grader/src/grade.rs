@@ -446,8 +446,14 @@ fn ungradable(mut report: Report, why: String, tests: &[&Test]) -> Report {
 }
 
 /// The report of a submission refused before grading (a hostile archive,
-/// no crate inside): every test not run, a graded 0 with the reason.
-pub fn rejected(spec: &Spec, submission: Submission<'_>, seed: u64, why: &str) -> Report {
+/// no crate inside: [`Outcome::Rejected`], a graded 0 with the reason), or
+/// one the machine could not take in ([`Outcome::Ungradable`]): every test
+/// not run.
+pub fn not_graded(spec: &Spec, submission: Submission<'_>, seed: u64, outcome: Outcome) -> Report {
+    let note = match &outcome {
+        Outcome::Rejected(_) => "the submission was rejected",
+        _ => "the grader could not take the submission in",
+    };
     Report {
         schema_version: crate::result::SCHEMA_VERSION,
         task: spec.task.id.clone(),
@@ -459,7 +465,7 @@ pub fn rejected(spec: &Spec, submission: Submission<'_>, seed: u64, why: &str) -
         spec_digest: spec.digest.clone(),
         grader_version: env!("CARGO_PKG_VERSION").to_owned(),
         seed,
-        outcome: Outcome::Rejected(why.to_owned()),
+        outcome,
         score: 0,
         max_score: spec.max_score(),
         build: BuildSummary {
@@ -468,11 +474,7 @@ pub fn rejected(spec: &Spec, submission: Submission<'_>, seed: u64, why: &str) -
             diagnostics: String::new(),
         },
         environment: environment(),
-        tests: spec
-            .tests
-            .iter()
-            .map(|t| not_run(t, "the submission was rejected"))
-            .collect(),
+        tests: spec.tests.iter().map(|t| not_run(t, note)).collect(),
         duration_ms: 0,
     }
 }

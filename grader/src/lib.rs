@@ -44,6 +44,7 @@ pub mod report;
 pub mod result;
 pub mod scenario;
 pub mod selfcheck;
+pub mod shard;
 pub mod shim;
 pub mod signals;
 pub mod spec;

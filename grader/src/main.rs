@@ -61,6 +61,10 @@ enum Command {
         /// Subjects graded at once [default: the number of cores].
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
@@ -86,6 +90,34 @@ enum Command {
         /// Seed for every randomised fault (the same for every submission).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Grade only shard K of N (1 <= K <= N), chosen by a hash of each
+        /// submission's name; `auto` reads K and N from GitLab CI, Slurm
+        /// array or Kubernetes Indexed Job variables.
+        #[arg(long, value_name = "K/N|auto")]
+        shard: Option<String>,
+        /// The number of shards, for `--shard auto` on a Kubernetes Indexed
+        /// Job (which gives only an index); or CARGO_GRADE_SHARD_TOTAL.
+        #[arg(long, value_name = "N")]
+        shard_total: Option<u32>,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Merge the outputs of `batch --shard K/N` runs into the files one
+    /// unsharded run writes.
+    Merge {
+        /// The shards' --out directories.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
@@ -157,6 +189,14 @@ struct GradeArgs {
     /// The course repository [default: the nearest directory above with specs/].
     #[arg(long, value_name = "DIR")]
     course: Option<PathBuf>,
+    /// Private tests kept outside the students' repository: DIR/<slug>.toml,
+    /// merged into the spec as hidden tests.
+    #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+    instructor_specs: Option<PathBuf>,
+    /// Show everything, hidden tests included (for instructors; students
+    /// see a hidden test's name and score only).
+    #[arg(long)]
+    instructor: bool,
 }
 
 /// The formats of a single grade: for a person, the result model, and the
@@ -237,10 +277,13 @@ fn run(cli: Cli) -> Result<u8, String> {
             seed,
             format,
             jobs,
+            instructor_specs,
             course,
         }) => {
             let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
             let cancel = Cancel::new();
             cancel_on_signals(&cancel);
             let jobs = jobs.unwrap_or_else(pool::default_jobs);
@@ -262,10 +305,25 @@ fn run(cli: Cli) -> Result<u8, String> {
             jobs,
             resume,
             seed,
+            shard,
+            shard_total,
+            instructor_specs,
             course,
         }) => {
+            let shard = match shard.as_deref() {
+                None => cargo_grade::shard::Shard::ALL,
+                Some("auto") => {
+                    cargo_grade::shard::Shard::auto(&|k| std::env::var(k).ok(), shard_total)
+                        .map_err(|e| e.to_string())?
+                }
+                Some(k_of_n) => {
+                    cargo_grade::shard::Shard::parse(k_of_n).map_err(|e| e.to_string())?
+                }
+            };
             let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
             let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
             let cancel = Cancel::new();
             cancel_on_signals(&cancel);
@@ -275,6 +333,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 jobs: jobs.unwrap_or_else(pool::default_jobs).max(1),
                 resume,
                 seed,
+                shard,
             };
             let done = match batch::run(&ctx, &submissions, &opts, &progress, &cancel) {
                 Ok(done) => done,
@@ -300,6 +359,26 @@ fn run(cli: Cli) -> Result<u8, String> {
             );
             Ok(EXIT_OK)
         }
+        Some(Command::Merge {
+            shards,
+            out,
+            instructor_specs,
+            course,
+        }) => {
+            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let first = cargo_grade::shard::ShardRecord::read(&shards[0])?;
+            let spec = course
+                .task_with_overlay(&first.task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
+            let merged = batch::merge(&spec, &shards, &out).map_err(|e| e.to_string())?;
+            eprintln!(
+                "merged {} shards: {} submissions; results in {}",
+                shards.len(),
+                merged.len(),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
         Some(Command::Package { lms }) => package(lms),
         None => grade_one(cli.grade),
     }
@@ -314,7 +393,10 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
             course,
         } => {
             let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            // Validated with the overlay now, not on the LMS's machine later.
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}-gradescope.zip", spec.task.slug)));
             let n =
@@ -334,7 +416,10 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
             course,
         } => {
             let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course.task(&task).map_err(|e| e.to_string())?;
+            // Validated with the overlay now, not on the LMS's machine later.
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}-prairielearn", spec.task.slug)));
             let image = image.unwrap_or_else(|| format!("cargo-grade-{}:latest", spec.task.slug));
@@ -382,7 +467,9 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
         }
     }
     let course = Course::locate(args.course.as_deref()).map_err(|e| e.to_string())?;
-    let spec = course.task(&task).map_err(|e| e.to_string())?;
+    let spec = course
+        .task_with_overlay(&task, args.instructor_specs.as_deref())
+        .map_err(|e| e.to_string())?;
     let (submission, shown_path) = match &args.path {
         Some(p) => (p.clone(), p.display().to_string()),
         None => {
@@ -405,8 +492,12 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
     cancel_on_signals(&cancel);
     // The reporter is an observer: it renders the report, as a student may
     // see it, when the engine finishes it.
-    let reporter =
-        report::Reporter::new(args.format.style(), Audience::Student).with_spec(ctx.spec());
+    let audience = if args.instructor {
+        Audience::Instructor
+    } else {
+        Audience::Student
+    };
+    let reporter = report::Reporter::new(args.format.style(), audience).with_spec(ctx.spec());
     let report = ctx
         .grade(
             Submission {

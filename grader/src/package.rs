@@ -147,13 +147,17 @@ pub fn course_files(
     Ok(entries)
 }
 
-fn instructor_files(dir: &Path, prefix: &str) -> Result<Vec<Entry>, PackageError> {
+/// The instructor overlay of this task: `DIR/<slug>.toml` (what
+/// `--instructor-specs DIR` reads), and nothing of other tasks' overlays.
+fn instructor_files(dir: &Path, spec: &Spec, prefix: &str) -> Result<Vec<Entry>, PackageError> {
     if !dir.is_dir() {
         return Err(PackageError::NotADirectory(dir.to_owned()));
     }
-    let mut entries = Vec::new();
-    walk(dir, prefix, &mut entries)?;
-    Ok(entries)
+    let name = format!("{}.toml", spec.task.slug);
+    Ok(vec![read_entry(
+        &dir.join(&name),
+        &format!("{prefix}/{name}"),
+    )?])
 }
 
 fn read_entry(path: &Path, name: &str) -> Result<Entry, PackageError> {
@@ -227,7 +231,7 @@ pub fn gradescope_entries(
     ];
     entries.extend(course_files(course, spec, "course/")?);
     if let Some(dir) = instructor_specs {
-        entries.extend(instructor_files(dir, "instructor-specs")?);
+        entries.extend(instructor_files(dir, spec, "instructor-specs")?);
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
@@ -366,7 +370,7 @@ pub fn prairielearn_entries(
     ];
     entries.extend(course_files(course, spec, "tests/course/")?);
     if let Some(dir) = &opts.instructor_specs {
-        entries.extend(instructor_files(dir, "tests/instructor-specs")?);
+        entries.extend(instructor_files(dir, spec, "tests/instructor-specs")?);
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
@@ -488,15 +492,31 @@ mod tests {
         let spec = course.task("task1").unwrap();
         let overlay = tempfile::tempdir().unwrap();
         std::fs::write(overlay.path().join("task1-signals.toml"), "# extra").unwrap();
+        std::fs::write(
+            overlay.path().join("task2-fifo-chat.toml"),
+            "# not this task's",
+        )
+        .unwrap();
         let entries = gradescope_entries(&course, &spec, Some(overlay.path())).unwrap();
-        assert!(entries
+        let shipped: Vec<&Entry> = entries
             .iter()
-            .any(|e| e.path == "instructor-specs/task1-signals.toml" && e.bytes == b"# extra"));
+            .filter(|e| e.path.starts_with("instructor-specs/"))
+            .collect();
+        assert_eq!(shipped.len(), 1, "only this task's overlay");
+        assert_eq!(
+            (shipped[0].path.as_str(), shipped[0].bytes.as_slice()),
+            ("instructor-specs/task1-signals.toml", &b"# extra"[..])
+        );
         let missing = overlay.path().join("nope");
         let err = gradescope_entries(&course, &spec, Some(&missing)).unwrap_err();
         assert!(err.to_string().contains("nope: not a directory"), "{err}");
-        std::os::unix::fs::symlink("/etc/passwd", overlay.path().join("link.toml")).unwrap();
-        let err = gradescope_entries(&course, &spec, Some(overlay.path())).unwrap_err();
+        let linked = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            overlay.path().join("task1-signals.toml"),
+            linked.path().join("task1-signals.toml"),
+        )
+        .unwrap();
+        let err = gradescope_entries(&course, &spec, Some(linked.path())).unwrap_err();
         assert!(matches!(err, PackageError::NotAFile(_)), "{err}");
     }
 

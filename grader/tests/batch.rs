@@ -102,7 +102,12 @@ fn make_class(dir: &Path) -> BTreeMap<String, Want> {
 
     let looping = dir.join("loops");
     copy_src(&reference, &looping);
-    std::fs::write(looping.join("src/main.rs"), "fn main() { loop {} }\n").unwrap();
+    // It hangs without burning a core (the hostile suite has the busy loop).
+    std::fs::write(
+        looping.join("src/main.rs"),
+        "fn main() { loop { std::thread::park(); } }\n",
+    )
+    .unwrap();
     want.insert("loops".into(), Want::AtMost(0.0));
 
     // Hostile archives.
@@ -130,6 +135,15 @@ fn make_class(dir: &Path) -> BTreeMap<String, Want> {
          z.close()",
         &[&dir.join("bomb.zip")],
     );
+    python(
+        "import sys, tarfile, io\n\
+         t = tarfile.open(sys.argv[1], 'w:gz')\n\
+         i = tarfile.TarInfo('x/src/main.rs'); data = b'fn main() {}'; i.size = len(data); t.addfile(i, io.BytesIO(data))\n\
+         h = tarfile.TarInfo('x/src/other.rs'); h.type = tarfile.LNKTYPE; h.linkname = '/etc/shadow'; t.addfile(h)\n\
+         t.close()",
+        &[&dir.join("hardlink.tgz")],
+    );
+    want.insert("hardlink".into(), Want::Rejected("link"));
     want.insert("traversal".into(), Want::Rejected(".."));
     want.insert("symlink".into(), Want::Rejected("link"));
     want.insert("bomb".into(), Want::Rejected(""));
@@ -160,7 +174,9 @@ fn run_batch(subs: &Path, out: &Path, jobs: &str) {
     );
     // Not a terminal: one plain line per finished submission.
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("ref-dir: 14/14"), "{stderr}");
+    let full = regex::Regex::new(r"\] ref-dir: (\d+)/(\d+) in ").unwrap();
+    let caps = full.captures(&stderr).unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(caps[1], caps[2], "{stderr}");
 }
 
 fn reports(out: &Path) -> BTreeMap<String, serde_json::Value> {
@@ -241,11 +257,15 @@ fn a_class_gets_the_same_right_verdicts_at_jobs_1_and_jobs_4() {
     let want = make_class(&subs);
     assert!(want.len() >= 14, "{}", want.len());
 
+    // Both at once: the machine is loaded (five grades on two cores), and
+    // the verdicts must not care.
     let out4 = class.path().join("out4");
-    run_batch(&subs, &out4, "4");
-    check_verdicts(&out4, &want);
     let out1 = class.path().join("out1");
-    run_batch(&subs, &out1, "1");
+    std::thread::scope(|s| {
+        s.spawn(|| run_batch(&subs, &out4, "4"));
+        s.spawn(|| run_batch(&subs, &out1, "1"));
+    });
+    check_verdicts(&out4, &want);
     check_verdicts(&out1, &want);
     let csv = |out: &Path| std::fs::read(out.join("grades.csv")).unwrap();
     assert_eq!(
@@ -261,7 +281,12 @@ fn a_class_gets_the_same_right_verdicts_at_jobs_1_and_jobs_4() {
         header.starts_with("submission,score,max_score,percent,status,reason,"),
         "{header}"
     );
-    assert!(text.contains("\nbroken,0,14,0.0,build_failed,"), "{text}");
+    assert!(
+        regex::Regex::new(r"\nbroken,0,\d+,0\.0,build_failed,")
+            .unwrap()
+            .is_match(&text),
+        "{text}"
+    );
     let names: Vec<&str> = text
         .lines()
         .skip(1)
@@ -281,13 +306,21 @@ fn junit_is_read_by_junitparser(out: &Path, want: &BTreeMap<String, Want>) {
     if !python_module("junitparser") {
         return;
     }
-    let script = "import sys, json, junitparser\n\
-        x = junitparser.JUnitXml.fromfile(sys.argv[1])\n\
-        out = {}\n\
-        for s in x:\n\
-            cases = list(s)\n\
-            out[s.name] = {'tests': len(cases), 'failed': sum(1 for c in cases if c.result and isinstance(c.result[0], junitparser.Failure)), 'skipped': sum(1 for c in cases if c.result and isinstance(c.result[0], junitparser.Skipped)), 'passed': sum(1 for c in cases if c.is_passed)}\n\
-        print(json.dumps(out))";
+    let script = r#"
+import sys, json, junitparser
+x = junitparser.JUnitXml.fromfile(sys.argv[1])
+out = {}
+for s in x:
+    cases = list(s)
+    kind = lambda c, k: bool(c.result) and isinstance(c.result[0], k)
+    out[s.name] = {
+        'tests': len(cases),
+        'failed': sum(1 for c in cases if kind(c, junitparser.Failure)),
+        'skipped': sum(1 for c in cases if kind(c, junitparser.Skipped)),
+        'passed': sum(1 for c in cases if c.is_passed),
+    }
+print(json.dumps(out))
+"#;
     let o = Command::new("python3")
         .args(["-c", script])
         .arg(out.join("junit.xml"))
@@ -335,6 +368,8 @@ fn python_module(name: &str) -> bool {
     }
     let _ = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status();
     if has() {
         return true;
@@ -408,8 +443,10 @@ fn chromium() -> Option<PathBuf> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "chromium"])
+            .args(["install", "-y", "-qq", "chromium"])
             .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status();
     }
     found()
@@ -491,7 +528,7 @@ fn a_killed_batch_resumes_to_the_same_files_and_leaves_nothing_running() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("(6 kept from an earlier run)"), "{stderr}");
     let csv = std::fs::read_to_string(out.join("grades.csv")).unwrap();
-    assert!(csv.contains("\na,0,14,"), "{csv}");
+    assert!(csv.contains("\na,0,"), "{csv}");
 }
 
 /// (pid, ppid, uid, state line) of every process.
@@ -584,5 +621,7 @@ fn ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume() {
         .count();
     assert!((1..5).contains(&kept), "{kept} results kept");
     let report = std::fs::read_to_string(out.join("a/report.txt")).unwrap();
-    assert!(report.contains("Score: 14/14"), "{report}");
+    let full = regex::Regex::new(r"Score: (\d+)/(\d+)").unwrap();
+    let caps = full.captures(&report).unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(caps[1], caps[2], "{report}");
 }

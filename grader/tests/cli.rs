@@ -328,3 +328,56 @@ fn selfcheck_accepts_only_its_own_formats() {
         .code(2)
         .stderr(predicate::str::contains("human").and(predicate::str::contains("json")));
 }
+
+#[test]
+fn an_overlays_hidden_test_is_in_no_lms_format() {
+    // The reference fails the hidden test at its last step, so the failure
+    // has the secret input in its steps, the secret expectation, and the
+    // program's echo of the input in its output: all there to leak.
+    let overlay = tempfile::tempdir().unwrap();
+    std::fs::write(
+        overlay.path().join("task1-signals.toml"),
+        "[[test]]\nname = \"instructor_echo\"\npoints = 2\ndescription = \"OVERLAYSECRETDESC\"\n\
+         steps = [\n  { start = \"main\" },\n  { expect = '^ready$' },\n\
+         \x20 { send_line = \"OVERLAYSECRETINPUT\" },\n  { expect = '^OVERLAYSECRETEXPECT$' },\n]\n",
+    )
+    .unwrap();
+    let ov = overlay.path().to_str().unwrap();
+    let args = [
+        "task1",
+        "--path",
+        "solutions/task1-signals",
+        "--instructor-specs",
+        ov,
+        "--only",
+        "instructor_echo",
+    ];
+    for format in ["gradescope", "prairielearn", "github-classroom", "junit"] {
+        let (code, out) = grade_as(format, &args, &[]);
+        assert_eq!(code, 0, "{format}: {out}");
+        let shown = if format == "github-classroom" {
+            classroom_result(&out).to_string()
+        } else {
+            out
+        };
+        assert!(shown.contains("instructor_echo"), "{format}: {shown}");
+        assert!(!shown.contains("OVERLAYSECRET"), "{format} leaks: {shown}");
+    }
+    // Even asked for the instructor's view, a student-facing LMS format
+    // stays one.
+    let mut with_instructor = args.to_vec();
+    with_instructor.push("--instructor");
+    let (_, out) = grade_as("gradescope", &with_instructor, &[]);
+    assert!(!out.contains("OVERLAYSECRET"), "{out}");
+    let (_, out) = grade_as("json", &with_instructor, &[]);
+    for secret in [
+        "OVERLAYSECRETDESC",
+        "OVERLAYSECRETINPUT",
+        "OVERLAYSECRETEXPECT",
+    ] {
+        assert!(
+            out.contains(secret),
+            "the instructor's JSON has {secret}: {out}"
+        );
+    }
+}

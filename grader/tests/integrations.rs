@@ -41,16 +41,19 @@ fn quiet(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }
 
-/// One install at a time, and each tool tried once per run.
+/// Whether `tool` is on PATH, installing it with `install` if not; each
+/// tool is tried once per run (tests that need it wait for that one try).
 fn installed(tool: &'static str, install: fn() -> bool) -> bool {
-    static TRIED: OnceLock<Mutex<std::collections::HashMap<&'static str, bool>>> = OnceLock::new();
-    let mut tried = TRIED
+    type Tries = std::collections::HashMap<&'static str, std::sync::Arc<OnceLock<bool>>>;
+    static TRIES: OnceLock<Mutex<Tries>> = OnceLock::new();
+    let once = TRIES
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    *tried
+        .unwrap_or_else(|p| p.into_inner())
         .entry(tool)
-        .or_insert_with(|| on_path(tool) || (install() && on_path(tool)))
+        .or_default()
+        .clone();
+    *once.get_or_init(|| on_path(tool) || (install() && on_path(tool)))
 }
 
 fn pip_install(package: &str) -> bool {
@@ -377,11 +380,43 @@ fn the_workflows_run_the_documented_commands() {
 
 // ----- Gradescope, end to end ------------------------------------------------
 
-fn task1() -> cargo_grade::spec::Spec {
+/// An instructor's private overlay for task1: a hidden test the reference
+/// passes and the starter fails, whose steps, expectation, description and
+/// output must never reach a student.
+fn overlay() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("task1-signals.toml"),
+        "[[test]]\n\
+         name = \"instructor_echo\"\n\
+         points = 2\n\
+         description = \"OVERLAYSECRETDESC\"\n\
+         hint = \"think about echo\"\n\
+         steps = [\n\
+         \x20 { start = \"main\" },\n\
+         \x20 { expect = '^ready$' },\n\
+         \x20 { send_line = \"OVERLAYSECRETINPUT\" },\n\
+         \x20 { expect = '^echo: OVERLAYSECRETINPUT$' },\n\
+         ]\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Asserts that nothing of the overlay's hidden test is in `what`.
+fn no_secrets(format: &str, what: &str) {
+    assert!(
+        !what.contains("OVERLAYSECRET"),
+        "{format} shows the hidden test's secrets: {what}"
+    );
+}
+
+/// task1's spec with the overlay, as the packages grade it.
+fn task1(overlay: &Path) -> cargo_grade::spec::Spec {
     cargo_grade::course::Course {
         root: course_root(),
     }
-    .task("task1")
+    .task_with_overlay("task1", Some(overlay))
     .unwrap()
 }
 
@@ -407,12 +442,18 @@ fn read_json(path: &Path) -> Value {
 
 #[test]
 fn the_gradescope_zip_grades_in_a_simulated_autograder() {
-    let spec = task1();
+    let overlay = overlay();
+    let ov = overlay.path().to_str().unwrap();
+    let spec = task1(overlay.path());
+    assert!(spec.tests.iter().any(|t| t.name == "instructor_echo"));
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("autograder");
     // Gradescope: the zip's contents in /autograder/source, run_autograder
     // copied to /autograder/run_autograder, setup.sh run once.
-    package(&["gradescope", "task1"], &tmp.path().join("ag.zip"));
+    package(
+        &["gradescope", "task1", "--instructor-specs", ov],
+        &tmp.path().join("ag.zip"),
+    );
     unzip(&tmp.path().join("ag.zip"), &root.join("source"));
     std::fs::copy(
         root.join("source/run_autograder"),
@@ -457,10 +498,15 @@ fn the_gradescope_zip_grades_in_a_simulated_autograder() {
         assert_eq!(got, names, "one entry per spec test, in order");
         for (t, s) in tests.iter().zip(&spec.tests) {
             assert_eq!(t["max_score"].as_u64(), Some(u64::from(s.points)), "{t}");
-            assert_eq!(t["visibility"], "visible");
+            let visibility = match s.visibility {
+                cargo_grade::spec::Visibility::Visible => "visible",
+                cargo_grade::spec::Visibility::Hidden => "after_published",
+            };
+            assert_eq!(t["visibility"], visibility, "{t}");
             let status = t["status"].as_str().unwrap();
             assert_eq!(status == "passed", t["score"] == t["max_score"], "{t}");
         }
+        no_secrets("Gradescope's results.json", &v.to_string());
     };
 
     // The reference: full marks.
@@ -566,10 +612,15 @@ fn the_gradescope_zip_grades_in_a_simulated_autograder() {
 
 #[test]
 fn the_prairielearn_question_grades_in_a_simulated_grade_directory() {
-    let spec = task1();
+    let overlay = overlay();
+    let ov = overlay.path().to_str().unwrap();
+    let spec = task1(overlay.path());
     let tmp = tempfile::tempdir().unwrap();
     let question = tmp.path().join("question");
-    package(&["prairielearn", "task1"], &question);
+    package(
+        &["prairielearn", "task1", "--instructor-specs", ov],
+        &question,
+    );
     let info = read_json(&question.join("info.json"));
     assert_eq!(
         info["externalGradingOptions"]["entrypoint"],
@@ -608,8 +659,13 @@ fn the_prairielearn_question_grades_in_a_simulated_grade_directory() {
         assert_eq!(got, names);
         for (t, s) in tests.iter().zip(&spec.tests) {
             assert_eq!(t["max_points"].as_u64(), Some(u64::from(s.points)), "{t}");
-            assert_eq!(t["description"].as_str(), Some(s.description.trim()));
+            let description = match s.visibility {
+                cargo_grade::spec::Visibility::Visible => s.description.trim(),
+                cargo_grade::spec::Visibility::Hidden => "A hidden test.",
+            };
+            assert_eq!(t["description"].as_str(), Some(description), "{t}");
         }
+        no_secrets("PrairieLearn's results.json", &v.to_string());
     };
 
     let reference = course_root().join("solutions/task1-signals/src/main.rs");
