@@ -727,3 +727,125 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+// ----- Slurm, with a stand-in scheduler --------------------------------------
+
+#[test]
+fn the_slurm_script_submits_an_array_and_a_dependent_merge_that_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let subs = work.join("subs");
+    for (name, from) in [
+        ("alice", "solutions/task1-signals"),
+        ("bob", "starter/task1-signals"),
+        ("carol", "solutions/task1-signals"),
+        ("dave", "starter/task1-signals"),
+    ] {
+        put_crate(&course_root().join(from), &subs.join(name));
+    }
+    // A stand-in for sbatch: it keeps each call's arguments, one a line,
+    // and answers with a job id, as `sbatch --parsable` does.
+    let bin = tmp.path().join("bin");
+    let calls = tmp.path().join("calls");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&calls).unwrap();
+    let sbatch = bin.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/usr/bin/env bash\nn=$(($(ls \"$FAKE_SLURM_CALLS\" | wc -l) + 1))\n\
+         printf '%s\\n' \"$@\" > \"$FAKE_SLURM_CALLS/$n\"\necho \"$((100 + n))\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = integrations().join("slurm/grade-array.sbatch");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let slurm = |cmd: &mut Command| -> Output {
+        run(clean(cmd)
+            .current_dir(&work)
+            .env("PATH", &path)
+            .env("FAKE_SLURM_CALLS", &calls)
+            .env("CARGO_GRADE_BIN", grader_bin())
+            .env("CARGO_GRADE_COURSE", course_root())
+            .env("TMPDIR", tmp.path()))
+    };
+
+    // On the login node: the array, then the merge after it.
+    let o = slurm(
+        Command::new("bash")
+            .arg(&script)
+            .args(["task1", "subs", "results"])
+            .env("SHARDS", "2")
+            .env_remove("SLURM_ARRAY_TASK_ID"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("job array 101 and the merge as job 102"),
+        "{}",
+        text(&o)
+    );
+    let call = |n: u32| -> Vec<String> {
+        std::fs::read_to_string(calls.join(n.to_string()))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let array = call(1);
+    assert!(array.contains(&"--array=0-1".to_owned()), "{array:?}");
+    assert!(array.ends_with(&[
+        script.display().to_string(),
+        "task1".into(),
+        "subs".into(),
+        "results".into()
+    ]));
+    let merge = call(2);
+    assert!(
+        merge.contains(&"--dependency=afterok:101".to_owned()),
+        "{merge:?}"
+    );
+    let wrap = merge
+        .iter()
+        .find_map(|a| a.strip_prefix("--wrap="))
+        .expect("the merge is a --wrap command")
+        .to_owned();
+
+    // The scheduler runs the array's tasks (as the nodes would)...
+    for id in ["0", "1"] {
+        let o = slurm(
+            Command::new("bash")
+                .arg(&script)
+                .args(["task1", "subs", "results"])
+                .env("SLURM_ARRAY_JOB_ID", "101")
+                .env("SLURM_ARRAY_TASK_ID", id)
+                .env("SLURM_ARRAY_TASK_MIN", "0")
+                .env("SLURM_ARRAY_TASK_COUNT", "2")
+                .env("SLURM_SUBMIT_DIR", &work)
+                .env("SLURM_CPUS_PER_TASK", "2"),
+        );
+        assert!(o.status.success(), "array task {id}: {}", text(&o));
+        assert!(work.join(format!("out-101-{id}")).is_dir());
+    }
+    // ...then the merge, once both succeeded.
+    let o = slurm(Command::new("sh").args(["-c", &wrap]));
+    assert!(o.status.success(), "merge: {}", text(&o));
+    let grades = std::fs::read_to_string(work.join("results/grades.csv")).unwrap();
+    let rows: Vec<&str> = grades.lines().skip(1).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(names, ["alice", "bob", "carol", "dave"], "{grades}");
+    let max = cargo_grade::course::Course {
+        root: course_root(),
+    }
+    .task("task1")
+    .unwrap()
+    .max_score();
+    for row in &rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        let full = cells[1] == max.to_string();
+        assert_eq!(full, ["alice", "carol"].contains(&cells[0]), "{row}");
+    }
+}
