@@ -336,7 +336,7 @@ fn grade_item(
     let shown = entry.path.display().to_string();
     let grade_opts = GradeOptions {
         seed: opts.seed,
-        only: None,
+        only: Vec::new(),
         shown_path: shown,
     };
     let report = ctx.grade(

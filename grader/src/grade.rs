@@ -21,7 +21,8 @@ use crate::spec::{Spec, Test};
 pub struct GradeOptions {
     pub seed: u64,
     /// Run only tests whose name contains this.
-    pub only: Option<String>,
+    /// Run only the tests these patterns select (all when empty).
+    pub only: Vec<String>,
     /// How the submission's path is shown in reproduce commands.
     pub shown_path: String,
 }
@@ -57,25 +58,33 @@ impl std::fmt::Display for GradeError {
 
 impl std::error::Error for GradeError {}
 
-/// The tests `only` selects: the test of exactly that name if there is one,
-/// else every test whose name contains it.
-pub fn select<'s>(spec: &'s Spec, only: Option<&str>) -> Result<Vec<&'s Test>, GradeError> {
-    let exact = |t: &&Test| only.is_some_and(|p| t.name == p);
-    let selected: Vec<&Test> = if spec.tests.iter().any(|t| exact(&t)) {
-        spec.tests.iter().filter(exact).collect()
-    } else {
-        spec.tests
-            .iter()
-            .filter(|t| only.is_none_or(|p| t.name.contains(p)))
-            .collect()
-    };
-    if selected.is_empty() {
-        return Err(GradeError::NoTestSelected {
-            pattern: only.unwrap_or_default().to_owned(),
-            names: spec.tests.iter().map(|t| t.name.clone()).collect(),
-        });
+/// The tests `only` selects: for each pattern, the test of exactly that
+/// name if there is one, else every test whose name contains it; every test
+/// when there is no pattern. In spec order.
+pub fn select<'s>(spec: &'s Spec, only: &[String]) -> Result<Vec<&'s Test>, GradeError> {
+    if only.is_empty() {
+        return Ok(spec.tests.iter().collect());
     }
-    Ok(selected)
+    let picks = |p: &str, t: &Test| {
+        if spec.tests.iter().any(|x| x.name == p) {
+            t.name == p
+        } else {
+            t.name.contains(p)
+        }
+    };
+    for p in only {
+        if !spec.tests.iter().any(|t| picks(p, t)) {
+            return Err(GradeError::NoTestSelected {
+                pattern: p.clone(),
+                names: spec.tests.iter().map(|t| t.name.clone()).collect(),
+            });
+        }
+    }
+    Ok(spec
+        .tests
+        .iter()
+        .filter(|t| only.iter().any(|p| picks(p, t)))
+        .collect())
 }
 
 /// One submission to grade.
@@ -150,7 +159,7 @@ impl<'c> TaskContext<'c> {
         let (spec, course) = (&self.spec, self.course);
         let id = submission.id;
         let started = Instant::now();
-        let tests = select(spec, opts.only.as_deref())?;
+        let tests = select(spec, &opts.only)?;
         if !submission.dir.is_dir() {
             return Err(GradeError::Submission(format!(
                 "submission {} is not a directory",

@@ -48,6 +48,7 @@ pub mod shard;
 pub mod shim;
 pub mod signals;
 pub mod spec;
+pub mod watch;
 
 /// Makes the grader a child subreaper, so that processes a submission
 /// double-forks or daemonises are re-parented to the grader (not to init)

@@ -40,10 +40,26 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     grade: GradeArgs,
+    /// Colour: `auto` (on a terminal, unless NO_COLOR is set), `always`, `never`.
+    #[arg(long, value_enum, global = true, default_value_t = ColorWhen::Auto)]
+    color: ColorWhen,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a completion script for a shell: `cargo grade completions bash
+    /// > /etc/bash_completion.d/cargo-grade` (or zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// List the course's tasks.
     List {
         #[arg(long, value_name = "DIR")]
@@ -180,9 +196,10 @@ struct GradeArgs {
     /// Seed for every randomised fault; a report prints the seed it used.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Run only the test of this name, or the tests whose name contains it.
+    /// Run only the test of this name, or the tests whose name contains it;
+    /// repeat for several.
     #[arg(long, value_name = "PATTERN")]
-    only: Option<String>,
+    only: Vec<String>,
     /// Exit with status 1 when the score is below this percentage.
     #[arg(long, value_name = "PERCENT")]
     fail_under: Option<f64>,
@@ -197,6 +214,9 @@ struct GradeArgs {
     /// see a hidden test's name and score only).
     #[arg(long)]
     instructor: bool,
+    /// Grade again whenever the crate's sources change (Ctrl-C to stop).
+    #[arg(long, conflicts_with_all = ["format", "fail_under"])]
+    watch: bool,
 }
 
 /// The formats of a single grade: for a person, the result model, and the
@@ -257,6 +277,11 @@ fn main() -> ExitCode {
         return ExitCode::from(cargo_grade::peers::run(kind, peer_args).clamp(0, 255) as u8);
     }
     let cli = Cli::parse_from(args);
+    anstream::ColorChoice::write_global(match cli.color {
+        ColorWhen::Auto => anstream::ColorChoice::Auto,
+        ColorWhen::Always => anstream::ColorChoice::Always,
+        ColorWhen::Never => anstream::ColorChoice::Never,
+    });
     if let Err(e) = cargo_grade::become_subreaper() {
         eprintln!("cargo grade: warning: cannot become a child subreaper ({e}); daemonised processes may escape cleanup");
     }
@@ -271,6 +296,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cargo-grade",
+                &mut std::io::stdout(),
+            );
+            Ok(EXIT_OK)
+        }
         Some(Command::List { course }) => list(course.as_deref()),
         Some(Command::Selfcheck {
             task,
@@ -490,6 +525,13 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
     let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
     let cancel = Cancel::new();
     cancel_on_signals(&cancel);
+    if args.watch {
+        let clear = std::io::stdout().is_terminal();
+        let mut out = anstream::stdout();
+        cargo_grade::watch::run(&ctx, &submission, &opts, clear, &mut out, &cancel)
+            .map_err(|e| e.to_string())?;
+        return Ok(EXIT_OK);
+    }
     // The reporter is an observer: it renders the report, as a student may
     // see it, when the engine finishes it.
     let audience = if args.instructor {

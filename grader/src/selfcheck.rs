@@ -264,7 +264,7 @@ pub fn run(
     let graded = crate::pool::map(&subjects, jobs, |(subject, shown, dir, _)| {
         let opts = GradeOptions {
             seed,
-            only: None,
+            only: Vec::new(),
             shown_path: shown.clone(),
         };
         ctx.grade(

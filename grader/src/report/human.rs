@@ -90,6 +90,48 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
     writeln!(out)?;
+    test_lines(report, out)?;
+    details(report, out, usize::MAX)?;
+    writeln!(out)?;
+    score_line(report, out)
+}
+
+/// Watch mode's view: the score first, a line per test, then the first
+/// failure (or first shared cause) in full.
+pub fn render_summary_first(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    score_line(report, out)?;
+    match &report.outcome {
+        Outcome::BuildFailed => {
+            writeln!(out, "{RED}build failed{RED:#}: your code does not compile.")?;
+            writeln!(out, "{}", v(report.build.diagnostics.trim_end()))?;
+            return Ok(());
+        }
+        Outcome::Rejected(why) | Outcome::Ungradable(why) => {
+            writeln!(out, "{YELLOW}not graded{YELLOW:#}: {}", v(why))?;
+            return Ok(());
+        }
+        Outcome::Graded => {}
+    }
+    writeln!(out)?;
+    test_lines(report, out)?;
+    let shown = details(report, out, 1)?;
+    let failed = report
+        .tests
+        .iter()
+        .filter(|t| !matches!(t.status, Status::Passed | Status::NotRun))
+        .count();
+    if failed > shown {
+        writeln!(
+            out,
+            "{DIM}({} more failed; `cargo grade {}` without --watch explains each){DIM:#}",
+            failed - shown,
+            report.task
+        )?;
+    }
+    Ok(())
+}
+
+fn test_lines(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     let width = report.tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
     for t in &report.tests {
         let (style, label) = status_style(t.status);
@@ -102,15 +144,63 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
             t.duration_ms as f64 / 1000.0
         )?;
     }
-    for t in report
-        .tests
-        .iter()
-        .filter(|t| !matches!(t.status, Status::Passed | Status::NotRun))
-    {
+    Ok(())
+}
+
+/// Explains up to `most` failures, a cause shared by several tests once;
+/// returns how many tests the explanations covered.
+fn details(report: &Report, out: &mut dyn Write, most: usize) -> std::io::Result<usize> {
+    let causes = super::root_causes(report);
+    let (mut shown, mut covered) = (0, 0);
+    for (i, t) in report.tests.iter().enumerate() {
+        if matches!(t.status, Status::Passed | Status::NotRun) {
+            continue;
+        }
+        let cause = causes.iter().find(|c| c.members.contains(&i));
+        if cause.is_some_and(|c| c.members[0] != i) {
+            continue;
+        }
+        if shown == most {
+            break;
+        }
+        shown += 1;
+        covered += cause.map_or(1, |c| c.members.len());
         writeln!(out)?;
+        if let Some(c) = cause {
+            let names: Vec<&str> = c
+                .members
+                .iter()
+                .map(|&m| report.tests[m].name.as_str())
+                .collect();
+            let lost: u32 = c
+                .members
+                .iter()
+                .map(|&m| report.tests[m].max_score - report.tests[m].score)
+                .sum();
+            writeln!(
+                out,
+                "{RED}{} tests failed for one cause ({lost} points): {}{RED:#}",
+                names.len(),
+                names.join(", ")
+            )?;
+        }
         explain(report, t, out)?;
+        if let Some(c) = cause {
+            let others: Vec<&str> = c.members[1..]
+                .iter()
+                .map(|&m| report.tests[m].name.as_str())
+                .collect();
+            writeln!(
+                out,
+                "{DIM}The same failure took down {} (rerun one with --only NAME).{DIM:#}",
+                others.join(", ")
+            )?;
+        }
     }
-    writeln!(out)?;
+    Ok(covered)
+}
+
+fn score_line(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     let style = if report.score == report.max_score {
         GREEN
     } else {
@@ -141,8 +231,10 @@ fn explain(report: &Report, t: &TestResult, out: &mut dyn Write) -> std::io::Res
     if !t.description.is_empty() && t.visibility == Visibility::Visible {
         writeln!(out, "{DIM}{}{DIM:#}", t.description.trim())?;
     }
+    // What a hidden test shows was decided by `Report::for_audience`: a
+    // failure still here is one this audience may read.
     match (&t.failure, t.visibility) {
-        (Some(f), Visibility::Visible) => {
+        (Some(f), _) => {
             writeln!(out, "{BOLD}What the grader did:{BOLD:#}")?;
             for (i, action) in f.actions.iter().enumerate() {
                 let marker = if i + 1 == f.actions.len() { "→" } else { " " };

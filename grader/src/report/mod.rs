@@ -29,7 +29,7 @@ pub fn explain(report: &Report, result: &TestResult) -> String {
         Status::NotRun => return result.note.clone().unwrap_or_default(),
         _ => {}
     }
-    if result.visibility == Visibility::Hidden {
+    if result.visibility == Visibility::Hidden && result.failure.is_none() {
         let _ = writeln!(out, "This is a hidden test: its details are not shown.");
         if let Some(hint) = result.hints.first() {
             let _ = writeln!(out, "Hint: {hint}");
@@ -168,6 +168,63 @@ impl crate::events::Observer for Reporter {
             *self.written.lock().unwrap_or_else(|p| p.into_inner()) = written;
         }
     }
+}
+
+/// Failed tests that share one root cause: the same panic (message and
+/// place) or the same expectation missed the same way (a program that exits
+/// before its first line fails every test at that line). Reporters say such
+/// a cause once and list the tests it took down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// Indices into `report.tests`, in order; at least two.
+    pub members: Vec<usize>,
+}
+
+/// The shared causes among `report`'s failed tests.
+pub fn root_causes(report: &Report) -> Vec<Cause> {
+    let mut by_key: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, t) in report.tests.iter().enumerate() {
+        let Some(key) = cause_key(t) else { continue };
+        match by_key.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => by_key.push((key, vec![i])),
+        }
+    }
+    by_key
+        .into_iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(_, members)| Cause { members })
+        .collect()
+}
+
+fn cause_key(t: &TestResult) -> Option<String> {
+    if matches!(t.status, Status::Passed | Status::NotRun) {
+        return None;
+    }
+    let f = t.failure.as_ref()?;
+    // Pids and thread ids differ from run to run of the same failure.
+    let ids = |s: &str| {
+        let mut out = String::with_capacity(s.len());
+        let mut digits = false;
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                if !digits {
+                    out.push('#');
+                }
+                digits = true;
+            } else {
+                digits = false;
+                out.push(c);
+            }
+        }
+        out
+    };
+    if let Some(i) = f.stderr_tail.iter().position(|l| l.contains("panicked at")) {
+        let place = f.stderr_tail[i].split("panicked at").nth(1).unwrap_or("");
+        let message = f.stderr_tail.get(i + 1).map_or("", String::as_str);
+        return Some(format!("panic at {place} {message}"));
+    }
+    Some(format!("{}\u{0}{}", f.expected, ids(&f.observed)))
 }
 
 /// The human report without colour: `report.txt` of a batch.
