@@ -16,7 +16,9 @@
 //!   untrusted archives), `--jobs` at once ([`pool`]), resumable;
 //! - [`result`]: the result model every reporter renders;
 //! - [`report`]: human, text, JSON and gradebook (CSV, JUnit, summary)
-//!   reporters;
+//!   reporters, and the LMS formats (Gradescope, PrairieLearn, GitHub
+//!   Classroom);
+//! - [`package`]: a task packaged for Gradescope and PrairieLearn;
 //! - [`selfcheck`]: a spec checked against its solution, alternatives,
 //!   starter and mutants.
 
@@ -34,6 +36,7 @@ pub mod faults;
 pub mod grade;
 pub mod harness;
 pub mod intake;
+pub mod package;
 pub mod payload;
 pub mod peers;
 pub mod pool;

@@ -72,8 +72,8 @@ enum Command {
         task: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
         /// Subjects graded at once [default: the number of cores].
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
@@ -137,6 +137,51 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
+    /// Package a task for a learning-management system's grading machines:
+    /// a Gradescope autograder zip, or a PrairieLearn externally graded
+    /// question.
+    Package {
+        #[command(subcommand)]
+        lms: PackageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PackageCommand {
+    /// A Gradescope autograder zip: setup.sh, run_autograder, the grader's
+    /// sources, the task's spec and starter, and the instructor specs.
+    Gradescope {
+        /// Task id (`task1`) or slug.
+        task: String,
+        /// The zip to write [default: SLUG-gradescope.zip].
+        #[arg(long, value_name = "FILE.zip")]
+        out: Option<PathBuf>,
+        /// A directory of instructor specs (kept out of the students'
+        /// repository), shipped in the zip and merged at grading time.
+        #[arg(long, value_name = "DIR")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// The files of a PrairieLearn externally graded question: info.json,
+    /// question.html, tests/ (the entrypoint and the course) and
+    /// image/Dockerfile (the grading image).
+    Prairielearn {
+        /// Task id (`task1`) or slug.
+        task: String,
+        /// The question's directory [default: SLUG-prairielearn].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The grading image info.json names (build it with image/Dockerfile).
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+        /// A directory of instructor specs, shipped in tests/ and merged at
+        /// grading time.
+        #[arg(long, value_name = "DIR")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -174,8 +219,41 @@ struct GradeArgs {
     watch: bool,
 }
 
+/// The formats of a single grade: for a person, the result model, and the
+/// formats of CI and of learning-management systems.
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
+    /// The report for a terminal.
+    Human,
+    /// The result model as JSON.
+    Json,
+    /// JUnit XML: a testsuite, a testcase per test.
+    Junit,
+    /// Gradescope's results.json.
+    Gradescope,
+    /// PrairieLearn's external-grader results.json.
+    Prairielearn,
+    /// GitHub Classroom's reporter input: base64 on stdout, `result=` in
+    /// $GITHUB_OUTPUT when set, the report on stderr.
+    GithubClassroom,
+}
+
+impl Format {
+    fn style(self) -> report::Style {
+        match self {
+            Format::Human => report::Style::Human,
+            Format::Json => report::Style::Json,
+            Format::Junit => report::Style::Junit,
+            Format::Gradescope => report::Style::Gradescope,
+            Format::Prairielearn => report::Style::PrairieLearn,
+            Format::GithubClassroom => report::Style::GithubClassroom,
+        }
+    }
+}
+
+/// The formats of a self-check.
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormat {
     Human,
     Json,
 }
@@ -247,8 +325,8 @@ fn run(cli: Cli) -> Result<u8, String> {
             let check = selfcheck::run(&course, &spec, seed, jobs, &Ignore, &cancel)
                 .map_err(|e| e.to_string())?;
             match format {
-                Format::Human => print!("{}", check.render()),
-                Format::Json => println!(
+                CheckFormat::Human => print!("{}", check.render()),
+                CheckFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&check).expect("serialisable")
                 ),
@@ -342,7 +420,64 @@ fn run(cli: Cli) -> Result<u8, String> {
             );
             Ok(EXIT_OK)
         }
+        Some(Command::Package { lms }) => package(lms),
         None => grade_one(cli.grade),
+    }
+}
+
+fn package(lms: PackageCommand) -> Result<u8, String> {
+    match lms {
+        PackageCommand::Gradescope {
+            task,
+            out,
+            instructor_specs,
+            course,
+        } => {
+            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            // Validated with the overlay now, not on the LMS's machine later.
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("{}-gradescope.zip", spec.task.slug)));
+            let n =
+                cargo_grade::package::gradescope(&course, &spec, &out, instructor_specs.as_deref())
+                    .map_err(|e| e.to_string())?;
+            eprintln!(
+                "wrote {} ({n} files): upload it as the autograder of a Gradescope programming assignment",
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+        PackageCommand::Prairielearn {
+            task,
+            out,
+            image,
+            instructor_specs,
+            course,
+        } => {
+            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            // Validated with the overlay now, not on the LMS's machine later.
+            let spec = course
+                .task_with_overlay(&task, instructor_specs.as_deref())
+                .map_err(|e| e.to_string())?;
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("{}-prairielearn", spec.task.slug)));
+            let image = image.unwrap_or_else(|| format!("cargo-grade-{}:latest", spec.task.slug));
+            let opts = cargo_grade::package::PrairieLearnOptions {
+                image: image.clone(),
+                instructor_specs,
+            };
+            let n = cargo_grade::package::prairielearn(&course, &spec, &out, &opts)
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "wrote {} ({n} files): copy it into your course's questions/; build the grading image with\n  docker build -t {image} -f {}/image/Dockerfile {}/tests/course",
+                out.display(),
+                out.display(),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -405,17 +540,12 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
     }
     // The reporter is an observer: it renders the report, as a student may
     // see it, when the engine finishes it.
-    let reporter = report::Reporter::new(
-        match args.format {
-            Format::Human => report::Style::Human,
-            Format::Json => report::Style::Json,
-        },
-        if args.instructor {
-            Audience::Instructor
-        } else {
-            Audience::Student
-        },
-    );
+    let audience = if args.instructor {
+        Audience::Instructor
+    } else {
+        Audience::Student
+    };
+    let reporter = report::Reporter::new(args.format.style(), audience).with_spec(ctx.spec());
     let report = ctx
         .grade(
             Submission {

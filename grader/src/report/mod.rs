@@ -4,9 +4,13 @@
 //! fields; what a hidden test shows is decided by
 //! [`Report::for_audience`], which every reporter is handed the result of.
 
+pub mod classroom;
 pub mod gradebook;
+pub mod gradescope;
 pub mod human;
 pub mod json;
+pub mod lms;
+pub mod prairielearn;
 pub mod safe;
 
 use std::fmt::Write;
@@ -73,13 +77,26 @@ pub enum Style {
     Human,
     /// The result model as JSON.
     Json,
+    /// JUnit XML: one testsuite, a testcase per test.
+    Junit,
+    /// Gradescope's `results.json` ([`gradescope`]).
+    Gradescope,
+    /// PrairieLearn's external-grader `results.json` ([`prairielearn`]).
+    PrairieLearn,
+    /// GitHub Classroom's reporter input ([`classroom`]): the base64 line
+    /// on stdout (and `result=` appended to `$GITHUB_OUTPUT` when set), the
+    /// student's report on stderr for the Actions log.
+    GithubClassroom,
 }
 
 /// The reporter of a single grade, an observer: it renders each finished
-/// report on stdout, as `audience` may see it.
+/// report on stdout, as `audience` may see it (the LMS formats are always
+/// rendered for students).
 pub struct Reporter {
     style: Style,
     audience: crate::result::Audience,
+    /// The task's spec, which JUnit names its suite after.
+    spec: Option<crate::spec::Spec>,
     written: std::sync::Mutex<std::io::Result<()>>,
 }
 
@@ -88,13 +105,56 @@ impl Reporter {
         Reporter {
             style,
             audience,
+            spec: None,
             written: std::sync::Mutex::new(Ok(())),
         }
+    }
+
+    /// The task's spec, for the formats that need it (JUnit).
+    pub fn with_spec(mut self, spec: &crate::spec::Spec) -> Reporter {
+        self.spec = Some(spec.clone());
+        self
     }
 
     /// Whether every report was written.
     pub fn result(self) -> std::io::Result<()> {
         self.written.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, report: &Report) -> std::io::Result<()> {
+        use std::io::Write;
+        let view = report.for_audience(self.audience);
+        let mut stdout = std::io::stdout();
+        match self.style {
+            Style::Human => human::render(&view, &mut anstream::stdout()),
+            Style::Json => writeln!(stdout, "{}", json::render(&view)),
+            Style::Junit => {
+                let spec = self.spec.as_ref().ok_or_else(|| {
+                    std::io::Error::other(
+                        "JUnit output needs the task's spec (Reporter::with_spec)",
+                    )
+                })?;
+                write!(
+                    stdout,
+                    "{}",
+                    gradebook::junit_xml(spec, std::slice::from_ref(&view))
+                )
+            }
+            Style::Gradescope => writeln!(stdout, "{}", gradescope::render(&view)),
+            Style::PrairieLearn => writeln!(stdout, "{}", prairielearn::render(&view)),
+            Style::GithubClassroom => {
+                let encoded = classroom::encode(&view);
+                // The feedback a student reads in the Actions log.
+                human::render(&lms::student_view(&view), &mut anstream::stderr())?;
+                if let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) {
+                    let path = std::path::PathBuf::from(path);
+                    classroom::append_output(&path, &encoded).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                    })?;
+                }
+                writeln!(stdout, "{encoded}")
+            }
+        }
     }
 }
 
@@ -103,14 +163,7 @@ impl crate::events::Observer for Reporter {
         let crate::events::Event::Finished { report, .. } = event else {
             return;
         };
-        let view = report.for_audience(self.audience);
-        let written = match self.style {
-            Style::Human => human::render(&view, &mut anstream::stdout()),
-            Style::Json => {
-                use std::io::Write;
-                writeln!(std::io::stdout(), "{}", json::render(&view))
-            }
-        };
+        let written = self.write(report);
         if written.is_err() {
             *self.written.lock().unwrap_or_else(|p| p.into_inner()) = written;
         }
