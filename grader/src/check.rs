@@ -31,9 +31,20 @@ impl Outcome {
     }
 }
 
+/// Whether a spec's mutants file is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutants {
+    /// Not at all (grading a submission does not need it).
+    No,
+    /// When the task has a solution (`cargo grade check`).
+    IfSolution,
+    /// It must exist (`selfcheck`).
+    Required,
+}
+
 /// Checks the spec at `path`. With the course's `root`, also its starter
-/// crate and, when `mutants`, its mutants file.
-pub fn spec_file(path: &Path, root: Option<&Path>, mutants: bool) -> Outcome {
+/// crate and, as `mutants` says, its mutants file.
+pub fn spec_file(path: &Path, root: Option<&Path>, mutants: Mutants) -> Outcome {
     let shown_path = shown(path);
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -62,7 +73,7 @@ pub fn spec_file(path: &Path, root: Option<&Path>, mutants: bool) -> Outcome {
             if let Some(d) = starter(root, slug, span.clone(), checked.binary.as_ref()) {
                 diags.push(d);
             }
-            if mutants {
+            if mutants != Mutants::No {
                 let file = root.join("solutions").join(slug).join("mutants.toml");
                 match std::fs::read_to_string(&file) {
                     Ok(m) => {
@@ -76,13 +87,20 @@ pub fn spec_file(path: &Path, root: Option<&Path>, mutants: bool) -> Outcome {
                             errors.push(e);
                         }
                     }
-                    Err(e) => diags.push(Diagnostic::new(
-                        ErrorKind::NoMutants {
-                            path: format!("solutions/{slug}/mutants.toml"),
-                            problem: format!("cannot be read ({e})"),
-                        },
-                        span.clone(),
-                    )),
+                    // A task without a solution yet has nothing to mutate.
+                    Err(e)
+                        if mutants == Mutants::Required
+                            || root.join("solutions").join(slug).is_dir() =>
+                    {
+                        diags.push(Diagnostic::new(
+                            ErrorKind::NoMutants {
+                                path: format!("solutions/{slug}/mutants.toml"),
+                                problem: unreadable(&e),
+                            },
+                            span.clone(),
+                        ))
+                    }
+                    Err(_) => {}
                 }
             }
         }
@@ -141,7 +159,7 @@ fn starter(
 /// `src/bin/NAME.rs` and `src/bin/NAME/main.rs`.
 pub fn binaries(dir: &Path) -> Result<Vec<String>, String> {
     let path = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot be read ({e})"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| unreadable(&e))?;
     let manifest: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| format!("is not valid TOML ({})", e.message()))?;
@@ -288,7 +306,7 @@ fn patch_problem(solution: &Path, file: &str, find: &str) -> Option<(String, boo
     }
     let text = match std::fs::read_to_string(solution.join(rel)) {
         Ok(t) => t,
-        Err(e) => return Some((format!("file = {file:?} cannot be read: {e}"), false)),
+        Err(e) => return Some((format!("file = {file:?} {}", unreadable(&e)), false)),
     };
     match text.matches(find).count() {
         1 => None,
@@ -296,6 +314,14 @@ fn patch_problem(solution: &Path, file: &str, find: &str) -> Option<(String, boo
             format!("`find` occurs {n} times in {file} (it must occur exactly once)"),
             true,
         )),
+    }
+}
+
+/// Why a file could not be read, after its name.
+fn unreadable(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".into(),
+        _ => format!("cannot be read ({e})"),
     }
 }
 

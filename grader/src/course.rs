@@ -84,11 +84,11 @@ impl Course {
     /// The spec of the task named `name`, checked with its starter crate and
     /// its mutants file (for the self-check).
     pub fn task_with_mutants(&self, name: &str) -> Result<Spec, CourseError> {
-        Course::ok(self.check(&self.task_path(name)?, true))
+        Course::ok(self.check(&self.task_path(name)?, check::Mutants::Required))
     }
 
     /// Checks a spec file of this course, without running anything.
-    pub fn check(&self, path: &Path, mutants: bool) -> check::Outcome {
+    pub fn check(&self, path: &Path, mutants: check::Mutants) -> check::Outcome {
         check::spec_file(path, Some(&self.root), mutants)
     }
 
@@ -121,7 +121,7 @@ impl Course {
     }
 
     fn load_checked(&self, path: &Path) -> Result<Spec, CourseError> {
-        Course::ok(self.check(path, false))
+        Course::ok(self.check(path, check::Mutants::No))
     }
 
     pub fn starter_dir(&self, spec: &Spec) -> PathBuf {

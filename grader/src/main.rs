@@ -234,7 +234,7 @@ fn check_specs(specs: &[String], course: Option<&Path>) -> Result<u8, Failure> {
     }
     let (mut errors, mut bad) = (0, 0);
     for (path, root) in &targets {
-        let outcome = check::spec_file(path, root.as_deref(), true);
+        let outcome = check::spec_file(path, root.as_deref(), check::Mutants::IfSolution);
         let shown = check::shown(path);
         match &outcome.spec {
             Some(spec) => println!(

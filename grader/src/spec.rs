@@ -645,7 +645,7 @@ mod tests {
         assert_err(
             &e,
             12,
-            &["step 2", "wait_for = \"(x\" is not a valid regex"],
+            &["step 2", "`wait_for` is not a valid regex: unclosed group"],
         );
     }
 

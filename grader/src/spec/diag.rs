@@ -47,12 +47,8 @@ pub enum ErrorKind {
     OnlyTrue { key: String },
     #[error("`{key}` must not be empty")]
     Empty { key: String },
-    #[error("{key} = {pattern:?} is not a valid regex: {error}")]
-    BadRegex {
-        key: String,
-        pattern: String,
-        error: String,
-    },
+    #[error("`{key}` is not a valid regex: {error}")]
+    BadRegex { key: String, error: String },
     #[error("{key}: unknown signal {name:?} (write it like SIGINT)")]
     UnknownSignal { key: String, name: String },
     #[error("no action: a step needs one of {}", .actions.join(", "))]

@@ -393,20 +393,13 @@ impl<'t> Reader<'t> {
                 match regex::Regex::new(&pattern) {
                     Ok(re) => Some(Val::Regex(re)),
                     Err(e) => {
-                        // The crate's message repeats the pattern with a
-                        // caret; its last line says what is wrong.
-                        let text = e.to_string();
-                        let why = text
-                            .lines()
-                            .last()
-                            .unwrap_or_default()
-                            .trim()
-                            .trim_start_matches("error: ")
-                            .to_owned();
+                        let (why, at) = regex_error(&e.to_string());
+                        let span = at
+                            .and_then(|at| self.inside_literal(&span, &pattern, at))
+                            .unwrap_or(span);
                         self.error(Diagnostic::new(
                             ErrorKind::BadRegex {
                                 key: key.into(),
-                                pattern,
                                 error: why,
                             },
                             span,
@@ -571,6 +564,45 @@ impl<'t> Reader<'t> {
                 Some(Val::Items(items.iter().collect()))
             }
         }
+    }
+}
+
+/// What is wrong with a regex, and where in it (in characters), from the
+/// `regex` crate's message: it repeats the pattern with carets under the
+/// spot, and its last line says what is wrong.
+fn regex_error(message: &str) -> (String, Option<Range<usize>>) {
+    let lines: Vec<&str> = message.lines().collect();
+    let why = lines
+        .last()
+        .unwrap_or(&"")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_owned();
+    // "regex parse error:", "    PATTERN", "    ^^^", "error: ..."
+    let at = match lines.as_slice() {
+        [_, _, carets, _] if carets.trim_start().starts_with('^') => {
+            let start = carets.find('^').unwrap_or(4).saturating_sub(4);
+            let len = carets.trim().chars().count().max(1);
+            Some(start..start + len)
+        }
+        _ => None,
+    };
+    (why, at)
+}
+
+impl Reader<'_> {
+    /// The span of characters `at` of `pattern` in the file, when the value
+    /// is a one-line literal string (`'...'`, no escapes to account for).
+    fn inside_literal(&self, span: &Span, pattern: &str, at: Range<usize>) -> Option<Span> {
+        let source = self.text.get(span.clone())?;
+        if !source.starts_with('\'') || source.starts_with("'''") || pattern.contains('\n') {
+            return None;
+        }
+        let byte = |chars: usize| pattern.char_indices().nth(chars).map(|(i, _)| i);
+        let start = byte(at.start)?;
+        let end = byte(at.end).unwrap_or(pattern.len());
+        let base = span.start + 1;
+        Some(base + start..base + end)
     }
 }
 

@@ -26,11 +26,9 @@ pub fn spec() -> Value {
         "description".into(),
         json!("A task's tests for cargo-grade: specs/README.md is the reference; `cargo grade check` validates what a schema cannot."),
     );
-    let steps: Map<String, Value> = lang::ACTIONS
-        .iter()
-        .map(|a| (format!("step.{}", a.name), step(a)))
-        .collect();
-    root.insert("definitions".into(), Value::Object(steps));
+    let mut definitions = Map::new();
+    definitions.insert("step".into(), step());
+    root.insert("definitions".into(), Value::Object(definitions));
     schema
 }
 
@@ -65,6 +63,8 @@ fn object(keys: &[Key]) -> Value {
     });
     if !required.is_empty() {
         o["required"] = json!(required);
+        // taplo's completion inserts these keys with a new table.
+        o["x-taplo"] = json!({ "initKeys": required });
     }
     o
 }
@@ -97,7 +97,7 @@ fn ty(t: &Ty) -> Value {
         Ty::Signals => json!({ "type": "array", "items": signal(), "minItems": 1 }),
         Ty::OneOf(values) => json!({ "type": "string", "enum": values }),
         Ty::PeerKind => json!({ "type": "string", "enum": lang::peer_kinds() }),
-        Ty::True => json!({ "type": "boolean", "const": true }),
+        Ty::True => json!({ "type": "boolean", "enum": [true] }),
         Ty::Bool => json!({ "type": "boolean" }),
         Ty::Int { min, max } => {
             let mut v = json!({ "type": "integer" });
@@ -118,11 +118,7 @@ fn ty(t: &Ty) -> Value {
         Ty::Table(keys) => object(keys),
         Ty::Tables(keys) => json!({ "type": "array", "minItems": 1, "items": object(keys) }),
         Ty::Steps => {
-            let variants: Vec<Value> = lang::ACTIONS
-                .iter()
-                .map(|a| json!({ "$ref": format!("#/definitions/step.{}", a.name) }))
-                .collect();
-            json!({ "type": "array", "minItems": 1, "items": { "oneOf": variants } })
+            json!({ "type": "array", "minItems": 1, "items": { "$ref": "#/definitions/step" } })
         }
     }
 }
@@ -154,31 +150,56 @@ fn signal() -> Value {
     })
 }
 
-/// A step of one action: that action's key, the options it takes, nothing else.
-fn step(a: &ActionDef) -> Value {
+/// A step: every action and option is a property (so that an editor
+/// completes them and an unknown key is reported as such); exactly one
+/// action is present; and, per action, only the options it takes, with
+/// those it needs.
+fn step() -> Value {
     let mut properties = Map::new();
-    properties.insert(
-        a.name.into(),
-        key(&Key {
-            name: a.name,
-            ty: a.value,
-            required: true,
-            default: lang::Default::None,
-            doc: a.doc,
-        }),
-    );
-    for o in a.all_options() {
+    for a in lang::ACTIONS {
+        properties.insert(a.name.into(), action_value(a));
+    }
+    for o in lang::OPTIONS {
         properties.insert(o.name.into(), key(o));
     }
-    let mut required = vec![a.name];
-    required.extend(a.required);
+    let one_action: Vec<Value> = lang::ACTIONS
+        .iter()
+        .map(|a| json!({ "title": a.name, "required": [a.name] }))
+        .collect();
+    let options: Vec<Value> = lang::ACTIONS
+        .iter()
+        .map(|a| {
+            let mut allowed = vec![a.name];
+            allowed.extend(a.all_options().map(|o| o.name));
+            let mut then = json!({ "propertyNames": { "enum": allowed } });
+            if !a.required.is_empty() {
+                then["required"] = json!(a.required);
+            }
+            json!({
+                "if": { "required": [a.name] },
+                "then": then,
+                "description": format!("`{}` takes only these keys", a.name),
+            })
+        })
+        .collect();
     json!({
-        "title": a.name,
-        "description": a.doc,
         "type": "object",
+        "description": "One step: exactly one action, with the options that action takes (specs/README.md, Steps).",
         "properties": properties,
-        "required": required,
         "additionalProperties": false,
+        "oneOf": one_action,
+        "allOf": options,
+    })
+}
+
+/// The value of an action's key, described.
+fn action_value(a: &ActionDef) -> Value {
+    key(&Key {
+        name: a.name,
+        ty: a.value,
+        required: false,
+        default: lang::Default::None,
+        doc: a.doc,
     })
 }
 
@@ -207,18 +228,16 @@ mod tests {
     #[test]
     fn every_action_and_option_is_described() {
         let schema = spec();
-        let defs = schema["definitions"].as_object().unwrap();
-        assert_eq!(defs.len(), lang::ACTIONS.len());
-        for a in lang::ACTIONS {
-            let def = &defs[&format!("step.{}", a.name)];
-            for (name, p) in def["properties"].as_object().unwrap() {
-                assert!(
-                    p["description"].as_str().is_some_and(|d| !d.is_empty()),
-                    "step.{}.{name}",
-                    a.name
-                );
-            }
+        let step = &schema["definitions"]["step"];
+        let properties = step["properties"].as_object().unwrap();
+        assert_eq!(properties.len(), lang::ACTIONS.len() + lang::OPTIONS.len());
+        for (name, p) in properties {
+            assert!(
+                p["description"].as_str().is_some_and(|d| !d.is_empty()),
+                "step.{name}"
+            );
         }
+        assert_eq!(step["oneOf"].as_array().unwrap().len(), lang::ACTIONS.len());
         let test = &schema["properties"]["test"]["items"]["properties"];
         assert!(test["points"]["description"].is_string());
         assert_eq!(test["rounds"]["maximum"], 1000);
