@@ -896,4 +896,66 @@ steps = [
             &["`step_timeout_ms` = 0: give an integer >= 1"],
         );
     }
+
+    /// The TA guide (specs/GUIDE.md) has an example of every action, every
+    /// step it shows is valid, and its example spec parses.
+    #[test]
+    fn the_guide_shows_every_action_and_its_examples_are_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/GUIDE.md");
+        let guide = std::fs::read_to_string(path).expect("specs/GUIDE.md");
+        let blocks: Vec<&str> = guide
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap_or_default())
+            .collect();
+        for a in lang::ACTIONS {
+            let shown = format!("{{ {} = ", a.name);
+            assert!(
+                blocks.iter().any(|b| b.contains(&shown)),
+                "GUIDE.md has no example of `{}`",
+                a.name
+            );
+        }
+        // Each example step, after steps that start a process and bind the
+        // variables the examples read.
+        let prefix = [
+            "{ start = \"p\" }",
+            "{ signal = \"SIGUSR1\", process = \"p\" }",
+            "{ expect = '(\\d+)', capture = \"t\", process = \"p\" }",
+            "{ expect = '(\\d+)', capture = \"fds\", process = \"p\" }",
+        ];
+        let mut checked = 0;
+        for block in &blocks {
+            for line in block.lines().map(str::trim).filter(|l| l.starts_with('{')) {
+                // Steps that name their process belong to the example spec,
+                // checked whole below.
+                if line.contains("process =") {
+                    continue;
+                }
+                let step = line.split("},").next().unwrap_or_default().to_owned() + "}";
+                let mut steps: Vec<&str> = prefix.to_vec();
+                steps.push(&step);
+                if let Err(e) = parse(&one_test(&steps)) {
+                    panic!("GUIDE.md example {line}:\n{e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 30, "only {checked} example steps found");
+        // The skeleton and the first test together are a valid spec.
+        let skeleton = blocks
+            .iter()
+            .find(|b| b.contains("[task]"))
+            .expect("the skeleton");
+        let test = blocks
+            .iter()
+            .find(|b| b.contains("[[test]]"))
+            .expect("a test");
+        let spec = Spec::parse(
+            Path::new("specs/task6-tally.toml"),
+            &format!("{skeleton}\n{test}"),
+        )
+        .unwrap_or_else(|e| panic!("the guide's example spec: {e}"));
+        assert_eq!(spec.task.slug, "task6-tally");
+    }
 }
