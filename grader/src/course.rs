@@ -67,12 +67,23 @@ impl Course {
         Ok(paths)
     }
 
-    /// Every task's spec, loaded and validated.
+    /// Every task's spec, loaded and validated; the errors of every file
+    /// when one has any.
     pub fn specs(&self) -> Result<Vec<Spec>, CourseError> {
-        self.spec_paths()?
-            .iter()
-            .map(|p| self.load_checked(p))
-            .collect()
+        let mut specs = Vec::new();
+        let mut errors = Vec::new();
+        for path in self.spec_paths()? {
+            let outcome = self.check(&path, check::Mutants::No);
+            match outcome.spec {
+                Some(spec) => specs.push(spec),
+                None => errors.extend(outcome.errors),
+            }
+        }
+        if errors.is_empty() {
+            Ok(specs)
+        } else {
+            Err(CourseError::Spec(errors))
+        }
     }
 
     /// The spec of the task named `name` (its id or its slug), checked with

@@ -3,7 +3,7 @@
 //! Every key a spec may hold is a row of a table here: its name, the type of
 //! its value, whether it is required, its default and a one-line
 //! description. Steps are rows of [`ACTIONS`] (an action's key, its value,
-//! the options it takes, how it is built into an [`Action`]) and
+//! the options it takes, how it is built into an [`Action`](super::Action)) and
 //! [`OPTIONS`]. Validation ([`super::read`]), its error messages, the JSON
 //! Schema ([`super::schema`]) and the test that `specs/README.md` documents
 //! every key are all derived from these tables: adding an action is adding
@@ -11,7 +11,6 @@
 
 use super::steps;
 use super::steps::Build;
-pub use super::Action;
 
 /// The type of a key's value, as validation checks it and the schema states it.
 #[derive(Debug, Clone, Copy)]
