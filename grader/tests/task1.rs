@@ -16,6 +16,34 @@ fn reference_gets_full_marks_at_other_seeds() {
 }
 
 #[test]
+fn alternative_designs_get_full_marks() {
+    // ppoll with a signal mask, and the self-pipe trick: the handout allows
+    // both, and no test may tie the spec to the reference's read(2).
+    assert_alternatives_full_marks("task1", "task1-signals", 2, &[1, 2]);
+}
+
+#[test]
+fn a_flood_that_ignores_its_flags_loses_points_every_time() {
+    let mutants = mutants("task1");
+    let mutant = mutants
+        .iter()
+        .find(|m| m.name == "flood_ignores_flags")
+        .expect("mutant flood_ignores_flags");
+    let dir = mutant_crate("task1-signals", mutant);
+    let path = dir.path().to_str().unwrap();
+    for seed in ["1", "2", "3"] {
+        let (code, report) = grade_json(&["task1", "--path", path, "--seed", seed]);
+        assert_eq!(code, 0);
+        for name in ["sigterm_stops_flood", "sigusr1_during_flood"] {
+            let t = test(&report, name);
+            assert_eq!(t["score"], 0, "seed {seed}: {name} passed: {t:#}");
+        }
+        let (score, max) = score(&report);
+        assert!(score < max, "seed {seed}");
+    }
+}
+
+#[test]
 fn untouched_starter_gets_at_most_ten_percent() {
     assert_starter_scores_little("task1", "task1-signals");
 }
@@ -75,7 +103,15 @@ fn selfcheck_command_passes_and_reports_every_subject() {
         .iter()
         .map(|c| c["subject"].as_str().unwrap())
         .collect();
-    assert_eq!(subjects[..2], ["reference", "starter"]);
+    assert_eq!(
+        subjects[..4],
+        [
+            "reference",
+            "alternative ppoll",
+            "alternative self-pipe",
+            "starter"
+        ]
+    );
     assert!(
         subjects.iter().filter(|s| s.starts_with("mutant ")).count() >= 3,
         "{subjects:?}"

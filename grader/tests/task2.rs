@@ -12,11 +12,23 @@ fn reference_gets_full_marks_at_seeds_1_to_5() {
 }
 
 #[test]
+fn alternative_designs_get_full_marks() {
+    // One thread waiting in poll(2) on non-blocking FIFOs (after the blocking
+    // opens in the documented order), SIGINT through a self-pipe once
+    // connected: the handout allows it, and no test may tie the spec to the
+    // reference's two threads blocked in read(2).
+    assert_alternatives_full_marks("task2", "task2-fifo-chat", 1, &[1, 2]);
+}
+
+#[test]
 fn untouched_starter_gets_at_most_ten_percent() {
     assert_starter_scores_little("task2", "task2-fifo-chat");
 }
 
 #[test]
 fn every_mutant_loses_points_where_its_spec_says() {
-    assert_every_mutant_caught("task2", "task2-fifo-chat", 4, &[1, 2]);
+    // One seed: every mutant grades the whole spec, and the ones that hang
+    // cost a step's deadline per test they fail. `cargo grade selfcheck
+    // task2 --seed N` checks the same at any other seed.
+    assert_every_mutant_caught("task2", "task2-fifo-chat", 10, &[1]);
 }

@@ -12,11 +12,23 @@ fn reference_gets_full_marks_at_seeds_1_to_5() {
 }
 
 #[test]
+fn alternative_designs_get_full_marks() {
+    // Reaping with waitpid(WNOHANG) between waits in sigsuspend(2), and the go
+    // line read with std's read_until (which retries EINTR): the handout
+    // allows both, and no test may tie the spec to the reference's blocking
+    // waitpid(2) and raw read(2).
+    assert_alternatives_full_marks("task3", "task3-shm-counter", 1, &[1, 2]);
+}
+
+#[test]
 fn untouched_starter_gets_at_most_ten_percent() {
     assert_starter_scores_little("task3", "task3-shm-counter");
 }
 
 #[test]
 fn every_mutant_loses_points_where_its_spec_says() {
-    assert_every_mutant_caught("task3", "task3-shm-counter", 4, &[1, 2]);
+    // One seed: every mutant grades the whole spec, and the ones that hang
+    // cost a step's deadline per test they fail. `cargo grade selfcheck
+    // task3 --seed N` checks the same at any other seed.
+    assert_every_mutant_caught("task3", "task3-shm-counter", 10, &[1]);
 }

@@ -17,10 +17,11 @@
 //! | `echo BYTES CHUNKING SEED`  | one connection: sends BYTES seeded bytes in CHUNKING (`whole`, `bytewise`, `seeded`: 1..=8192-byte pieces) while a second thread reads the echo; then shuts down its writing side and expects exactly the bytes sent, then EOF | `echoed BYTES bytes` |
 //! | `many N BYTES SEED`         | N connections, all made first; each client, in its own thread, sends its first seeded piece and waits for its echo; only when **every** client has its first echo do they all send the rest (seeded pieces) and check their whole echo | `echoed N clients` |
 //! | `stall BYTES`               | a connection that sends BYTES bytes, then neither reads nor writes (kept open) | `stalled`    |
-//! | `flood`                     | a connection that writes without ever reading, until a write has been blocked for 200 ms (the server is then blocked writing the echo to it); kept open | `flooding N bytes sent` |
+//! | `flood`                     | a connection that writes without ever reading, until a write has been blocked for 50 ms (the server has stopped reading: it is blocked writing the echo to it, or will be, since this client never reads); kept open | `flooding N bytes sent` |
 //! | `release`                   | closes every stalled and flooding connection                         | `released N`               |
 //! | `vanish`                    | a connection that sends without reading until the server's echo to it blocks, then closes: the server is caught mid-write, so its write fails with EPIPE or ECONNRESET on every run | `vanished` |
 //! | `connections N`             | N connections one after another, each echoing 100 seeded bytes, then closed | `done N connections` |
+//! | `backlog`                   | asks the kernel (sock_diag netlink, what `ss -xl` shows as Send-Q) for the listen backlog of the listening socket whose file is SOCKET_PATH | `backlog N` |
 //!
 //! End of input: exit with status 0 (closing every connection).
 //!
@@ -57,8 +58,12 @@ use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// How long any read, write or connect may wait before the client gives up.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a write of `flood` must stay blocked to count as blocked.
-const FLOOD_BLOCKED: Duration = Duration::from_millis(200);
+/// How long a write of `flood` (and `vanish`) must stay blocked to count as
+/// blocked. Not a race: both directions' buffers are full by then, and as
+/// this client never reads, a server that was merely slow to read ends up
+/// blocked writing to it all the same; a shorter wait only makes the
+/// answer come sooner.
+const FLOOD_BLOCKED: Duration = Duration::from_millis(50);
 /// Largest piece of `seeded` chunking.
 const MAX_CHUNK: usize = 8192;
 /// Bytes each connection of `connections` echoes.
@@ -115,6 +120,7 @@ fn command(path: &Path, words: &[&str], held: &mut Vec<UnixStream>) -> String {
             }
             ["vanish"] => vanish(path),
             ["connections", n] => connections(path, number(n)?),
+            ["backlog"] => format!("backlog {}", listen_backlog(path)?),
             [] => return Err("empty command".into()),
             _ => return Err(format!("unknown command `{}`", words.join(" "))),
         })
@@ -696,6 +702,138 @@ fn connections(path: &Path, n: usize) -> String {
         }
     }
     format!("done {n} connections")
+}
+
+// ---------------------------------------------------------------------
+// The listen backlog, from the kernel
+// ---------------------------------------------------------------------
+
+/// Netlink's socket-diagnostics protocol (linux/sock_diag.h, unix_diag.h).
+const NETLINK_SOCK_DIAG: libc::c_int = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const TCP_LISTEN: u32 = 10;
+const UDIAG_SHOW_NAME: u32 = 0x01;
+const UDIAG_SHOW_VFS: u32 = 0x02;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
+const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
+const UNIX_DIAG_RQLEN: u16 = 4;
+
+/// The backlog the server passed to listen(2) (capped by the kernel's
+/// somaxconn), for the listening Unix socket whose file is `path`: the
+/// kernel reports it as the `wqueue` of a listening socket's
+/// UNIX_DIAG_RQLEN. The socket is recognised by the inode of its file
+/// (UNIX_DIAG_VFS), or else by its name. A server cannot fake this, and no
+/// amount of connecting could measure it while the server accepts promptly.
+fn listen_backlog(path: &Path) -> Result<u32, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: socket takes only integers.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "sock_diag netlink socket: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd was just returned by socket and nothing else owns it.
+    // UnixStream only for its read, write and SO_RCVTIMEO, which are a
+    // socket's whatever its family.
+    let sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    sock.set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let mut request = Vec::with_capacity(40);
+    request.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
+    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    request.extend_from_slice(&flags.to_ne_bytes());
+    request.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    request.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+    request.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]); // family, protocol, pad
+    request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes()); // states
+    request.extend_from_slice(&0u32.to_ne_bytes()); // ino: any
+    let show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN;
+    request.extend_from_slice(&show.to_ne_bytes());
+    request.extend_from_slice(&[0xff; 8]); // cookie: none
+    (&sock)
+        .write_all(&request)
+        .map_err(|e| format!("sock_diag request: {e}"))?;
+    let want_name = path.as_os_str().as_bytes();
+    let (mut by_inode, mut by_name) = (None, None);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match (&sock).read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("sock_diag answer: {e}")),
+        };
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = u32_at(&buf, at) as usize;
+            let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+            if len < 16 || at + len > n {
+                return Err("a malformed sock_diag answer".into());
+            }
+            match kind {
+                NLMSG_DONE => {
+                    return by_inode.or(by_name).ok_or_else(|| {
+                        format!(
+                            "no listening socket at {} (sock_diag lists none)",
+                            path.display()
+                        )
+                    })
+                }
+                NLMSG_ERROR => {
+                    let code =
+                        i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap_or_default());
+                    return Err(format!(
+                        "sock_diag: {}",
+                        io::Error::from_raw_os_error(-code)
+                    ));
+                }
+                _ => {}
+            }
+            // struct unix_diag_msg (16 bytes), then attributes.
+            let (mut name, mut inode, mut backlog) = (None, None, None);
+            let mut attr = at + 32;
+            while attr + 4 <= at + len {
+                let alen = u16::from_ne_bytes([buf[attr], buf[attr + 1]]) as usize;
+                let atype = u16::from_ne_bytes([buf[attr + 2], buf[attr + 3]]);
+                if alen < 4 || attr + alen > at + len {
+                    break;
+                }
+                let value = &buf[attr + 4..attr + alen];
+                match atype {
+                    UNIX_DIAG_NAME => name = Some(value.to_vec()),
+                    UNIX_DIAG_VFS if value.len() >= 8 => inode = Some(u32_at(value, 0)),
+                    UNIX_DIAG_RQLEN if value.len() >= 8 => backlog = Some(u32_at(value, 4)),
+                    _ => {}
+                }
+                attr += (alen + 3) & !3;
+            }
+            if let Some(backlog) = backlog {
+                if inode == Some(meta.ino() as u32) {
+                    by_inode = by_inode.or(Some(backlog));
+                }
+                if name.as_deref() == Some(want_name) {
+                    by_name = by_name.or(Some(backlog));
+                }
+            }
+            at += (len + 3) & !3;
+        }
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap_or_default())
 }
 
 #[cfg(test)]

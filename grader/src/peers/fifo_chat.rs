@@ -23,15 +23,26 @@
 //! | `:payload N`    | sends `payload::payload(N)` as one line            |
 //! | `:close-read`   | closes its reading end, then prints `closed read`  |
 //! | `:close-write`  | closes its writing end, then prints `closed write` |
+//! | `:unfinished L` | sends `L` without a newline: an unfinished line    |
+//! | `:stat`         | prints `stat ME-to-PEER KIND MODE, PEER-to-ME KIND MODE` |
 //! | `:quit`, EOF    | exits with status 0                                |
 //!
-//! A failed send prints `write failed: ERROR` (SIGPIPE is ignored).
+//! A failed send prints `write failed: ERROR` (SIGPIPE is ignored). In
+//! `:stat`, KIND is `FIFO`, `file`, `directory`, `other` or `missing` (then
+//! without MODE), and MODE the permission bits in octal (`600`).
+//!
+//! `cargo-grade peer fifo-chat --not-a-fifo PATH` plays no chat: it creates
+//! a regular file at PATH (something in the way that is not a FIFO, which
+//! the submission must refuse and leave alone), prints `file made`, then
+//! answers each stdin line `check` with `file intact` (the same regular
+//! file is still there), `file removed` or `file replaced`, until end of
+//! input (exit 0). It exits 1 when it cannot make the file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::thread::{self, JoinHandle};
 
 use nix::errno::Errno;
@@ -44,15 +55,81 @@ use crate::payload::payload;
 
 /// Runs the peer; returns its exit status.
 pub fn run(args: &[String]) -> i32 {
-    let [dir, me, peer] = args else {
-        eprintln!("usage: cargo-grade peer fifo-chat DIR ME PEER");
-        return 2;
+    let result = match args {
+        [flag, path] if flag == "--not-a-fifo" => not_a_fifo(Path::new(path)),
+        [dir, me, peer] => chat(Path::new(dir), me, peer),
+        _ => {
+            eprintln!("usage: cargo-grade peer fifo-chat DIR ME PEER");
+            eprintln!("       cargo-grade peer fifo-chat --not-a-fifo PATH");
+            return 2;
+        }
     };
-    match chat(Path::new(dir), me, peer) {
+    match result {
         Ok(()) => 0,
         Err(message) => {
             eprintln!("fifo-chat peer: {message}");
             1
+        }
+    }
+}
+
+/// `--not-a-fifo PATH`: a regular file in the way, and a check that the
+/// submission left it alone.
+fn not_a_fifo(path: &Path) -> Result<(), String> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("create {}: {e}", path.display()))?;
+    file.write_all(b"not a FIFO\n")
+        .map_err(|e| format!("write {}: {e}", path.display()))?;
+    let made = file
+        .metadata()
+        .map_err(|e| format!("fstat {}: {e}", path.display()))?;
+    drop(file);
+    say(b"file made");
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim_end() != "check" {
+            eprintln!("fifo-chat peer: unknown command `{line}`");
+            continue;
+        }
+        let answer: &[u8] = match fs::symlink_metadata(path) {
+            Err(_) => b"file removed",
+            Ok(now)
+                if now.file_type().is_file()
+                    && now.dev() == made.dev()
+                    && now.ino() == made.ino() =>
+            {
+                b"file intact"
+            }
+            Ok(_) => b"file replaced",
+        };
+        say(answer);
+    }
+    Ok(())
+}
+
+/// For `:stat`: the file name, what is there, and its permission bits.
+fn describe(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    match fs::symlink_metadata(path) {
+        Err(_) => format!("{name} missing"),
+        Ok(meta) => {
+            let kind = meta.file_type();
+            let kind = if kind.is_fifo() {
+                "FIFO"
+            } else if kind.is_file() {
+                "file"
+            } else if kind.is_dir() {
+                "directory"
+            } else {
+                "other"
+            };
+            format!("{name} {kind} {:o}", meta.permissions().mode() & 0o7777)
         }
     }
 }
@@ -110,7 +187,7 @@ fn chat(dir: &Path, me: &str, peer: &str) -> Result<(), String> {
     let (wake_read, wake_write) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let peer_name = peer.to_owned();
     let reader = thread::spawn(move || receive(incoming, wake_read, &peer_name));
-    commands(outgoing, wake_write, reader);
+    commands(outgoing, wake_write, reader, [out_path, in_path]);
     Ok(())
 }
 
@@ -158,7 +235,7 @@ fn receive(incoming: File, wake: OwnedFd, peer: &str) {
 }
 
 /// The main thread: runs the commands read on stdin until `:quit` or EOF.
-fn commands(outgoing: File, wake: OwnedFd, reader: JoinHandle<()>) {
+fn commands(outgoing: File, wake: OwnedFd, reader: JoinHandle<()>, fifos: [PathBuf; 2]) {
     let mut outgoing = Some(outgoing);
     let mut wake = Some(wake);
     let mut reader = Some(reader);
@@ -194,6 +271,11 @@ fn commands(outgoing: File, wake: OwnedFd, reader: JoinHandle<()>) {
                 Ok(n) => send(&mut outgoing, payload(n).into_bytes()),
                 Err(_) => eprintln!("fifo-chat peer: bad command `{text}`"),
             },
+            (":unfinished", rest) => write_all(&mut outgoing, rest.as_bytes()),
+            (":stat", "") => {
+                let [out_path, in_path] = &fifos;
+                say(format!("stat {}, {}", describe(out_path), describe(in_path)).as_bytes());
+            }
             _ if text.starts_with(':') => eprintln!("fifo-chat peer: unknown command `{text}`"),
             _ => send(&mut outgoing, line.clone()),
         }
@@ -204,8 +286,13 @@ fn commands(outgoing: File, wake: OwnedFd, reader: JoinHandle<()>) {
 /// and EINTR); a failure is printed, not fatal.
 fn send(outgoing: &mut Option<File>, mut line: Vec<u8>) {
     line.push(b'\n');
+    write_all(outgoing, &line);
+}
+
+/// Writes `bytes` as they are, completely; a failure is printed, not fatal.
+fn write_all(outgoing: &mut Option<File>, bytes: &[u8]) {
     let result = match outgoing {
-        Some(file) => file.write_all(&line),
+        Some(file) => file.write_all(bytes),
         None => Err(io::Error::other("the writing end is closed")),
     };
     if let Err(e) = result {

@@ -21,11 +21,22 @@
 //! | command          | does                                                          | answer |
 //! |------------------|---------------------------------------------------------------|--------|
 //! | `send TYPE TEXT` | msgsnd of a request of type TYPE (TEXT: the rest of the line, may be empty) | `sent` |
-//! | `recv`           | msgrcv of the next reply of its pid, waiting up to 3 s        | `reply TEXT` / `no reply within 3 s` |
+//! | `send-as PID TYPE TEXT` | the same, with PID (any integer: 0, 9, -1...) in the request's `pid` field instead of its own | `sent` |
+//! | `recv`           | msgrcv of the next reply of its pid, waiting up to 3 s; checks the reply's `pid` field (below) | `reply TEXT` / `no reply within 3 s` |
 //! | `burst N SEED`   | a thread sends N requests of seeded types 1 to 3 with texts `c<pid>-s<seq>` while another receives the N replies (8 s in all) | `burst ok N` / `burst FAILED: PROBLEM` |
 //! | `vanish N`       | forks a child that sends up to N UPPER requests (200-byte texts) with its own pid and exits without reading a reply; reaps it | `vanished pid P after K requests` |
 //! | `shutdown`       | msgsnd of a SHUTDOWN request (type 9, empty text)             | `sent` |
 //! | `queue-exists`   | msgget(KEY, 0)                                                | `queue exists` / `no queue` |
+//! | `queue-mode`     | msgctl(IPC_STAT): the permission bits the queue was created with | `mode 600` (octal) |
+//! | `remove-queue`   | msgctl(IPC_RMID), as another user of the key would            | `removed` |
+//!
+//! A reply's `pid` field must be the pid of the dispatcher, the process
+//! that sent it. The kernel records the pid of the last msgsnd on a queue
+//! (`msg_lspid`); `recv` reads it right after taking the reply out and
+//! answers `error: the reply's pid field is P, but process Q sent it ...`
+//! when they differ. That holds while nothing but the dispatcher sends after
+//! the reply, which is why `recv` is for tests where this client is the
+//! only one sending (`burst` does not check it).
 //!
 //! Sends wait up to 3 s while the queue is full. Every wait is a polling
 //! loop (IPC_NOWAIT, then a short sleep) with a deadline, so no command ever
@@ -131,6 +142,12 @@ impl Received {
         &text[..len]
     }
 
+    /// The `pid` field (the first 4 bytes of the body), if there are 4.
+    fn pid(&self) -> Option<i32> {
+        let bytes: [u8; 4] = self.body.get(..4)?.try_into().ok()?;
+        Some(i32::from_ne_bytes(bytes))
+    }
+
     /// Why this is not a well-formed message, if it is not.
     fn malformed(&self) -> Option<String> {
         (self.body.len() != BODY_SIZE).then(|| {
@@ -164,6 +181,18 @@ impl Queue {
             Some(libc::ENOENT) => format!("error: no queue with key {key}"),
             _ => format!("error: msgget {key}: {e}"),
         })
+    }
+
+    /// msgctl(IPC_STAT): the queue's permissions, counts and last pids.
+    fn stat(&self) -> io::Result<libc::msqid_ds> {
+        // SAFETY: msqid_ds is plain old data; all zeroes is a valid value.
+        let mut stat: libc::msqid_ds = unsafe { std::mem::zeroed() };
+        // SAFETY: IPC_STAT writes one msqid_ds into `stat`, which is one.
+        let rc = unsafe { libc::msgctl(self.id, libc::IPC_STAT, &mut stat) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stat)
     }
 
     /// msgsnd without blocking: Ok(false) when the queue is full.
@@ -303,7 +332,14 @@ impl Client {
         let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
         let args: Vec<&str> = rest.split_whitespace().collect();
         let result = match (word, args.as_slice()) {
-            ("send", [_, ..]) => self.send_command(rest),
+            ("send", [_, ..]) => self.send_command(self.pid, rest),
+            ("send-as", [pid, _, ..]) => match pid.parse() {
+                Ok(pid) => {
+                    let rest = rest.split_once(' ').map_or("", |(_, rest)| rest);
+                    self.send_command(pid, rest)
+                }
+                Err(_) => Err(format!("error: bad pid in `{line}`")),
+            },
             ("recv", []) => self.recv(),
             ("burst", [n, seed]) => match (n.parse(), seed.parse()) {
                 (Ok(n), Ok(seed)) => self.burst(n, seed),
@@ -313,15 +349,18 @@ impl Client {
                 Ok(n) => self.vanish(n),
                 Err(_) => Err(format!("error: bad number in `{line}`")),
             },
-            ("shutdown", []) => self.send(SHUTDOWN, b""),
+            ("shutdown", []) => self.send(SHUTDOWN, self.pid, b""),
             ("queue-exists", []) => self.queue_exists(),
+            ("queue-mode", []) => self.queue_mode(),
+            ("remove-queue", []) => self.remove_queue(),
             _ => Err(format!("error: unknown command `{line}`")),
         };
         result.unwrap_or_else(|error| error)
     }
 
-    /// `send TYPE TEXT`: `rest` is everything after `send `.
-    fn send_command(&self, rest: &str) -> Result<String, String> {
+    /// `send TYPE TEXT` (and `send-as PID TYPE TEXT`): `rest` is everything
+    /// after `send ` (after `send-as PID `); `pid` goes in the `pid` field.
+    fn send_command(&self, pid: i32, rest: &str) -> Result<String, String> {
         let (mtype, text) = rest.split_once(' ').unwrap_or((rest, ""));
         let mtype: libc::c_long = match mtype.parse() {
             Ok(t) if t >= 1 => t,
@@ -333,13 +372,13 @@ impl Client {
                 text.len()
             ));
         }
-        self.send(mtype, text.as_bytes())
+        self.send(mtype, pid, text.as_bytes())
     }
 
-    /// Sends a request of type `mtype` with this process's pid.
-    fn send(&self, mtype: libc::c_long, text: &[u8]) -> Result<String, String> {
+    /// Sends a request of type `mtype` with `pid` in its `pid` field.
+    fn send(&self, mtype: libc::c_long, pid: i32, text: &[u8]) -> Result<String, String> {
         let queue = Queue::open(self.key)?;
-        let request = Message::new(mtype, self.pid, text);
+        let request = Message::new(mtype, pid, text);
         match queue.send_until(&request, Instant::now() + ANSWER_DEADLINE) {
             Ok(true) => Ok("sent".into()),
             Ok(false) => Err(format!(
@@ -355,13 +394,52 @@ impl Client {
         let queue = Queue::open(self.key)?;
         let deadline = Instant::now() + ANSWER_DEADLINE;
         match queue.receive_until(libc::c_long::from(self.pid), deadline) {
-            Ok(Some(reply)) => match reply.malformed() {
-                Some(problem) => Err(format!("error: {problem}: {}", show(reply.text()))),
-                None => Ok(format!("reply {}", show(reply.text()))),
-            },
+            Ok(Some(reply)) => {
+                if let Some(problem) = reply.malformed() {
+                    return Err(format!("error: {problem}: {}", show(reply.text())));
+                }
+                // Right after the reply was taken out: nobody but the
+                // dispatcher has sent since (see the module's notes).
+                let sender = queue
+                    .stat()
+                    .map_err(|e| format!("error: msgctl IPC_STAT: {e}"))?
+                    .msg_lspid;
+                match reply.pid() {
+                    Some(pid) if pid == sender => Ok(format!("reply {}", show(reply.text()))),
+                    pid => Err(format!(
+                        "error: the reply's pid field is {}, but process {sender} sent it (the queue's last sender): a reply carries the dispatcher's own pid: {}",
+                        pid.map_or("missing".to_owned(), |p| p.to_string()),
+                        show(reply.text())
+                    )),
+                }
+            }
             Ok(None) => Ok(format!("no reply within {} s", ANSWER_DEADLINE.as_secs())),
             Err(e) => Err(format!("error: msgrcv: {e}")),
         }
+    }
+
+    /// `queue-mode`: the queue's permission bits, in octal.
+    fn queue_mode(&self) -> Result<String, String> {
+        let queue = Queue::open(self.key)?;
+        let stat = queue
+            .stat()
+            .map_err(|e| format!("error: msgctl IPC_STAT: {e}"))?;
+        Ok(format!("mode {:o}", stat.msg_perm.mode & 0o777))
+    }
+
+    /// `remove-queue`: what another process of the key's owner may do at any
+    /// moment; the dispatcher blocked on it wakes up with EIDRM.
+    fn remove_queue(&self) -> Result<String, String> {
+        let queue = Queue::open(self.key)?;
+        // SAFETY: IPC_RMID does not use the buffer argument: null is fine.
+        let rc = unsafe { libc::msgctl(queue.id, libc::IPC_RMID, ptr::null_mut()) };
+        if rc < 0 {
+            return Err(format!(
+                "error: msgctl IPC_RMID: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        Ok("removed".into())
     }
 
     fn queue_exists(&self) -> Result<String, String> {

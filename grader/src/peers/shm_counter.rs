@@ -9,6 +9,8 @@
 //! |-------------|----------------------------------------------------------|-----------------------------|
 //! | `lock`      | sem_wait; remembers the count                            | `locked at C`               |
 //! | `unlock`    | checks the count did not move; sem_post                  | `unlocked, count unchanged` |
+//! | `add N`     | while it holds the semaphore: adds N to the count        | `added N, count C`          |
+//! | `stat`      | the objects as created: size, modes, semaphore value     | `shm S bytes mode M, semaphore value V mode M` |
 //! | `work N`    | N increments following the locking protocol              | `worked N`                  |
 //! | `wait-stop` | waits (up to 5 s) until `stop` is set                    | `stop set` / `stop never set` |
 //! | `final`     | reads the count through its mapping                      | `final C`                   |
@@ -19,6 +21,13 @@
 //! the grader held the semaphore`. During `work`, every 16th increment holds
 //! the lock a little longer (about 200 re-reads, spinning) to give a worker
 //! that ignores the lock a chance to show it.
+//!
+//! `add` is what one more worker does, in one step: the count it leaves
+//! is the one `unlock` then expects. A program that reads the final count
+//! without taking the semaphore misses it. `stat` reads the shared memory
+//! object's size and permission bits (`fstat` of a fresh `shm_open`), and
+//! the semaphore's value (`sem_getvalue`) and permission bits (glibc keeps
+//! it as the file `/dev/shm/sem.NAME`); modes in octal, `600`.
 //!
 //! Errors (the objects do not exist, a command out of place) are answered
 //! with a line starting `error: ` on stdout, where the test reads its
@@ -84,6 +93,8 @@ fn violation(from: u64, to: u64) -> String {
 
 /// The submission's objects, as the grader sees them.
 struct Counter {
+    /// NAME, as given (with its `/`).
+    name: String,
     /// Start of the mapping: `count` at offset 0, `stop` at offset 8.
     base: *mut u8,
     sem: *mut libc::sem_t,
@@ -140,6 +151,7 @@ impl Counter {
             return Err(format!("cannot open semaphore {name}: {e}"));
         }
         Ok(Counter {
+            name: name.to_owned(),
             base: base.cast(),
             sem,
             held: None,
@@ -197,6 +209,11 @@ impl Counter {
                 Ok(n) => self.work(n),
                 Err(_) => format!("error: bad number in `{line}`"),
             },
+            (Some("add"), Some(n), None) => match n.parse() {
+                Ok(n) => self.add(n),
+                Err(_) => format!("error: bad number in `{line}`"),
+            },
+            (Some("stat"), None, _) => self.stat(),
             (Some("wait-stop"), None, _) => self.wait_stop(),
             (Some("final"), None, _) => format!("final {}", self.count()),
             _ => format!("error: unknown command `{line}`"),
@@ -229,6 +246,57 @@ impl Counter {
             Ok(()) => answer,
             Err(e) => format!("error: sem_post: {e}"),
         }
+    }
+
+    /// Adds `n` to the count while the grader holds the semaphore.
+    fn add(&mut self, n: u64) -> String {
+        let Some(before) = self.held else {
+            return "error: the grader does not hold the semaphore (lock first)".into();
+        };
+        let now = self.count();
+        if now != before {
+            return violation(before, now);
+        }
+        let count = now + n;
+        self.set_count(count);
+        self.held = Some(count);
+        format!("added {n}, count {count}")
+    }
+
+    /// The objects' size, permission bits and the semaphore's value.
+    fn stat(&self) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(cname) = CString::new(self.name.as_str()) else {
+            return format!("error: bad name {:?}", self.name);
+        };
+        // SAFETY: cname is NUL-terminated; without O_CREAT no mode is read.
+        let fd = unsafe { libc::shm_open(cname.as_ptr(), libc::O_RDONLY, 0) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return format!("error: cannot open shared memory {}: {e}", self.name);
+        }
+        // SAFETY: fd was just returned by shm_open and nothing else owns it.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let shm = match file.metadata() {
+            Ok(meta) => meta,
+            Err(e) => return format!("error: fstat {}: {e}", self.name),
+        };
+        let sem_file = format!("/dev/shm/sem.{}", self.name.trim_start_matches('/'));
+        let sem_mode = match std::fs::metadata(&sem_file) {
+            Ok(meta) => format!("{:o}", meta.permissions().mode() & 0o7777),
+            Err(e) => return format!("error: {sem_file}: {e}"),
+        };
+        let mut value: libc::c_int = 0;
+        // SAFETY: sem came from sem_open and is never closed; value is a
+        // valid place for the result.
+        if unsafe { libc::sem_getvalue(self.sem, &mut value) } != 0 {
+            return format!("error: sem_getvalue: {}", io::Error::last_os_error());
+        }
+        format!(
+            "shm {} bytes mode {:o}, semaphore value {value} mode {sem_mode}",
+            shm.len(),
+            shm.permissions().mode() & 0o7777
+        )
     }
 
     /// `n` increments, each under the semaphore, checking that the count

@@ -128,6 +128,13 @@ fn check_is_fifo(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Removes `path` if it is a FIFO (start-up failed: no chat will use it).
+fn remove_if_fifo(path: &Path) {
+    if fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_fifo()) {
+        let _ = fs::remove_file(path);
+    }
+}
+
 /// Opens both FIFOs: (outgoing for writing, incoming for reading).
 fn open_both(
     outgoing: &Path,
@@ -255,14 +262,15 @@ fn main() -> ExitCode {
     let incoming = dir.join(format!("{peer}-to-{me}"));
 
     // Both of us create both FIFOs: whoever starts first makes them.
-    if let Err(message) = make_fifo(&outgoing) {
-        eprintln!("task2-fifo-chat: {message}");
-        return ExitCode::FAILURE;
-    }
-    if let Err(message) = make_fifo(&incoming) {
-        let _ = fs::remove_file(&outgoing);
-        eprintln!("task2-fifo-chat: {message}");
-        return ExitCode::FAILURE;
+    for (path, other) in [(&outgoing, &incoming), (&incoming, &outgoing)] {
+        if let Err(message) = make_fifo(path) {
+            // No chat, and no FIFO left behind: the other path goes if it is
+            // a FIFO (we may have made it, or a crashed run left it). What is
+            // not a FIFO is not ours to remove.
+            remove_if_fifo(other);
+            eprintln!("task2-fifo-chat: {message}");
+            return ExitCode::FAILURE;
+        }
     }
 
     // From here on, every way out removes both FIFOs.

@@ -235,7 +235,7 @@ fn work(shared: &Mapping, sem: &Semaphore, iterations: u64) -> nix::Result<()> {
 }
 
 /// Waits for one line (or end of input) on stdin. Returns false when SIGINT
-/// or SIGTERM came first.
+/// or SIGTERM came first, or with the line: then no worker may start.
 fn wait_for_go() -> bool {
     let mut buf = [0u8; 256];
     loop {
@@ -243,13 +243,17 @@ fn wait_for_go() -> bool {
             return false;
         }
         match read(io::stdin(), &mut buf) {
-            Ok(0) => return true,
-            Ok(n) if buf[..n].contains(&b'\n') => return true,
+            Ok(0) => break,
+            Ok(n) if buf[..n].contains(&b'\n') => break,
+            // The handler ran (no SA_RESTART: read returns EINTR): the check
+            // above sees it.
             Ok(_) | Err(Errno::EINTR) => {}
             // Unreadable stdin: as good as end of input.
-            Err(_) => return true,
+            Err(_) => break,
         }
     }
+    // A signal handled while read() returned the line (or end of input).
+    SIGNAL.load(Ordering::SeqCst) == 0
 }
 
 /// Waits for every worker, reporting those that ended abnormally. Returns
