@@ -9,13 +9,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 
 use cargo_grade::batch;
+use cargo_grade::check;
 use cargo_grade::course::Course;
+use cargo_grade::course::CourseError;
 use cargo_grade::events::{cancel_on_signals, Cancel, Ignore};
 use cargo_grade::grade::{GradeOptions, Submission, TaskContext};
 use cargo_grade::pool;
 use cargo_grade::report;
 use cargo_grade::result::Audience;
 use cargo_grade::selfcheck;
+use cargo_grade::spec::{schema, SpecError};
 
 /// Exit statuses: grading ran (whatever the score).
 const EXIT_OK: u8 = 0;
@@ -33,7 +36,7 @@ const EXIT_CANCELLED: u8 = 130;
     version,
     about = "Grade a submission for a Linux IPC task by running it as real processes against the task's spec.",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
+    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade check                        validate every spec of the course, running nothing\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +67,24 @@ enum Command {
     List {
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
+    },
+    /// Validate specs without running anything: TOML, keys, types and
+    /// ranges, test names, processes and variables, regexes, signals, system
+    /// calls, the starter's binary and the mutants file. Every error of a
+    /// file is reported; exit status 2 if there is one.
+    Check {
+        /// Spec files, or task ids or slugs [default: every spec of the course].
+        #[arg(value_name = "SPEC")]
+        specs: Vec<String>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of the spec format (specs/spec.schema.json),
+    /// which TOML editors use to complete and validate spec files.
+    Schema {
+        /// The schema of mutants files instead (specs/mutants.schema.json).
+        #[arg(long)]
+        mutants: bool,
     },
     /// Check a task's spec: the reference solution gets full marks, the
     /// starter almost nothing, and every mutant loses points where expected.
@@ -287,14 +308,54 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(message) => {
+        Err(Failure::Message(message)) => {
             eprintln!("cargo grade: error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+        Err(Failure::Spec(errors)) => {
+            let count: usize = errors.iter().map(|e| e.diagnostics.len()).sum();
+            eprintln!(
+                "cargo grade: error: invalid spec ({count} error{}); nothing was run",
+                if count == 1 { "" } else { "s" }
+            );
+            print_spec_errors(&errors);
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<u8, String> {
+/// Why a command could not run: a message, or a spec's errors (rendered
+/// with their lines).
+enum Failure {
+    Message(String),
+    Spec(Vec<SpecError>),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Message(message)
+    }
+}
+
+impl From<CourseError> for Failure {
+    fn from(e: CourseError) -> Failure {
+        match e {
+            CourseError::Spec(errors) => Failure::Spec(errors),
+            other => Failure::Message(other.to_string()),
+        }
+    }
+}
+
+/// Each file's errors with the offending lines, coloured on a terminal.
+fn print_spec_errors(errors: &[SpecError]) {
+    use std::io::Write;
+    let mut err = anstream::stderr();
+    for e in errors {
+        let _ = writeln!(err, "{}\n", e.render(true));
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
@@ -307,6 +368,16 @@ fn run(cli: Cli) -> Result<u8, String> {
             Ok(EXIT_OK)
         }
         Some(Command::List { course }) => list(course.as_deref()),
+        Some(Command::Check { specs, course }) => check_specs(&specs, course.as_deref()),
+        Some(Command::Schema { mutants }) => {
+            let schema = if mutants {
+                schema::mutants()
+            } else {
+                schema::spec()
+            };
+            print!("{}", schema::to_text(&schema));
+            Ok(EXIT_OK)
+        }
         Some(Command::Selfcheck {
             task,
             seed,
@@ -315,7 +386,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             instructor_specs,
             course,
         }) => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             let spec = course
                 .task_with_overlay(&task, instructor_specs.as_deref())
                 .map_err(|e| e.to_string())?;
@@ -355,7 +426,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     cargo_grade::shard::Shard::parse(k_of_n).map_err(|e| e.to_string())?
                 }
             };
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             let spec = course
                 .task_with_overlay(&task, instructor_specs.as_deref())
                 .map_err(|e| e.to_string())?;
@@ -382,7 +453,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     eprintln!("cargo grade: {e}");
                     return Ok(EXIT_CANCELLED);
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Failure::Message(e.to_string())),
             };
             let count = |f: &dyn Fn(&cargo_grade::result::Outcome) -> bool| {
                 done.reports.iter().filter(|r| f(&r.outcome)).count()
@@ -406,7 +477,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             instructor_specs,
             course,
         }) => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             let first = cargo_grade::shard::ShardRecord::read(&shards[0])?;
             let spec = course
                 .task_with_overlay(&first.task, instructor_specs.as_deref())
@@ -425,7 +496,7 @@ fn run(cli: Cli) -> Result<u8, String> {
     }
 }
 
-fn package(lms: PackageCommand) -> Result<u8, String> {
+fn package(lms: PackageCommand) -> Result<u8, Failure> {
     match lms {
         PackageCommand::Gradescope {
             task,
@@ -433,7 +504,7 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
             instructor_specs,
             course,
         } => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             // Validated with the overlay now, not on the LMS's machine later.
             let spec = course
                 .task_with_overlay(&task, instructor_specs.as_deref())
@@ -456,7 +527,7 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
             instructor_specs,
             course,
         } => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             // Validated with the overlay now, not on the LMS's machine later.
             let spec = course
                 .task_with_overlay(&task, instructor_specs.as_deref())
@@ -481,9 +552,72 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
     }
 }
 
-fn list(course: Option<&Path>) -> Result<u8, String> {
-    let course = Course::locate(course).map_err(|e| e.to_string())?;
-    for spec in course.specs().map_err(|e| e.to_string())? {
+/// `cargo grade check [SPEC...]`.
+fn check_specs(specs: &[String], course: Option<&Path>) -> Result<u8, Failure> {
+    let located = Course::locate(course);
+    // Each spec file with its course's root (for the starter and mutants).
+    let mut targets: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    if specs.is_empty() {
+        let course = located?;
+        for path in course.spec_paths()? {
+            targets.push((path, Some(course.root.clone())));
+        }
+    } else {
+        for s in specs {
+            let path = Path::new(s);
+            if path.is_file() {
+                let root = path.canonicalize().ok().and_then(|p| check::root_of(&p));
+                targets.push((path.to_owned(), root));
+            } else {
+                let course = located.as_ref().map_err(|e| e.to_string())?;
+                targets.push((course.task_path(s)?, Some(course.root.clone())));
+            }
+        }
+    }
+    let (mut errors, mut bad) = (0, 0);
+    for (path, root) in &targets {
+        let outcome = check::spec_file(path, root.as_deref(), check::Mutants::IfSolution);
+        let shown = check::shown(path);
+        match &outcome.spec {
+            Some(spec) => println!(
+                "ok  {} ({} tests, {} points){}",
+                shown.display(),
+                spec.tests.len(),
+                spec.max_score(),
+                if root.is_none() {
+                    "; starter and mutants not checked: the file is not in a course's specs/"
+                } else {
+                    ""
+                }
+            ),
+            None => {
+                print_spec_errors(&outcome.errors);
+                errors += outcome.error_count();
+                bad += 1;
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!(
+            "cargo grade check: {errors} error{} in {bad} of {} spec{}",
+            if errors == 1 { "" } else { "s" },
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" }
+        );
+        Ok(EXIT_ERROR)
+    } else {
+        println!(
+            "{} spec{} valid",
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" }
+        );
+        Ok(EXIT_OK)
+    }
+}
+
+fn list(course: Option<&Path>) -> Result<u8, Failure> {
+    let course = Course::locate(course)?;
+    for spec in course.specs()? {
         println!(
             "{:<7} {:<16} {:<45} {} tests, {} points",
             spec.task.id,
@@ -496,18 +630,20 @@ fn list(course: Option<&Path>) -> Result<u8, String> {
     Ok(EXIT_OK)
 }
 
-fn grade_one(args: GradeArgs) -> Result<u8, String> {
+fn grade_one(args: GradeArgs) -> Result<u8, Failure> {
     let Some(task) = args.task else {
-        return Err("which task? e.g. `cargo grade task1` (see `cargo grade list`)".into());
+        return Err(Failure::Message(
+            "which task? e.g. `cargo grade task1` (see `cargo grade list`)".into(),
+        ));
     };
     if let Some(p) = args.fail_under {
         if !(0.0..=100.0).contains(&p) {
-            return Err(format!(
+            return Err(Failure::Message(format!(
                 "--fail-under {p}: give a percentage between 0 and 100"
-            ));
+            )));
         }
     }
-    let course = Course::locate(args.course.as_deref()).map_err(|e| e.to_string())?;
+    let course = Course::locate(args.course.as_deref())?;
     let spec = course
         .task_with_overlay(&task, args.instructor_specs.as_deref())
         .map_err(|e| e.to_string())?;
