@@ -327,3 +327,48 @@ pub fn assert_every_mutant_caught(task: &str, slug: &str, min_mutants: usize, se
         }
     }
 }
+
+/// As [`assert_every_mutant_caught`], grading only the tests each mutant
+/// lists under `catches` (`--only NAME`, one run per test): a mutant that
+/// hangs costs a step's deadline in every test it fails, listed or not, so
+/// this keeps a task with many mutants fast. `cargo grade selfcheck TASK
+/// --seed N` still grades every mutant on the whole spec.
+pub fn assert_every_mutant_caught_in_its_tests(
+    task: &str,
+    slug: &str,
+    min_mutants: usize,
+    seeds: &[u64],
+) {
+    let mutants = mutants(task);
+    assert!(
+        mutants.len() >= min_mutants,
+        "{task} needs at least {min_mutants} mutants"
+    );
+    for mutant in &mutants {
+        let dir = mutant_crate(slug, mutant);
+        let path = dir.path().to_str().unwrap();
+        for seed in seeds {
+            let seed = seed.to_string();
+            for name in &mutant.catches {
+                let (code, report) =
+                    grade_json(&[task, "--path", path, "--seed", &seed, "--only", name]);
+                assert_eq!(code, 0, "mutant {}", mutant.name);
+                assert_eq!(
+                    report["outcome"]["kind"], "graded",
+                    "mutant {} must compile",
+                    mutant.name
+                );
+                let t = test(&report, name);
+                assert!(
+                    t["score"].as_u64() < t["max_score"].as_u64(),
+                    "mutant {} was not caught by {name} at seed {seed}: {t:#}",
+                    mutant.name
+                );
+                assert!(
+                    !t["output"].as_str().unwrap().is_empty(),
+                    "a lost point is explained"
+                );
+            }
+        }
+    }
+}
