@@ -387,9 +387,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             course,
         }) => {
             let course = Course::locate(course.as_deref())?;
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            // The mutants file is the self-check's to need: checked first.
+            course.task_with_mutants(&task)?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             let cancel = Cancel::new();
             cancel_on_signals(&cancel);
             let jobs = jobs.unwrap_or_else(pool::default_jobs);
@@ -427,9 +427,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 }
             };
             let course = Course::locate(course.as_deref())?;
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             // No build and no test process sees another submission or the
             // results.
             std::fs::create_dir_all(&out)
@@ -479,9 +477,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }) => {
             let course = Course::locate(course.as_deref())?;
             let first = cargo_grade::shard::ShardRecord::read(&shards[0])?;
-            let spec = course
-                .task_with_overlay(&first.task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let spec = course.task_with_overlay(&first.task, instructor_specs.as_deref())?;
             let merged = batch::merge(&spec, &shards, &out).map_err(|e| e.to_string())?;
             eprintln!(
                 "merged {} shards: {} submissions; results in {}",
@@ -506,9 +502,7 @@ fn package(lms: PackageCommand) -> Result<u8, Failure> {
         } => {
             let course = Course::locate(course.as_deref())?;
             // Validated with the overlay now, not on the LMS's machine later.
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}-gradescope.zip", spec.task.slug)));
             let n =
@@ -529,9 +523,7 @@ fn package(lms: PackageCommand) -> Result<u8, Failure> {
         } => {
             let course = Course::locate(course.as_deref())?;
             // Validated with the overlay now, not on the LMS's machine later.
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}-prairielearn", spec.task.slug)));
             let image = image.unwrap_or_else(|| format!("cargo-grade-{}:latest", spec.task.slug));
@@ -644,9 +636,7 @@ fn grade_one(args: GradeArgs) -> Result<u8, Failure> {
         }
     }
     let course = Course::locate(args.course.as_deref())?;
-    let spec = course
-        .task_with_overlay(&task, args.instructor_specs.as_deref())
-        .map_err(|e| e.to_string())?;
+    let spec = course.task_with_overlay(&task, args.instructor_specs.as_deref())?;
     let (submission, shown_path) = match &args.path {
         Some(p) => (p.clone(), p.display().to_string()),
         None => {
