@@ -1,51 +1,84 @@
 //! Building a submission.
 //!
-//! The submission's `src/` is copied into a staging crate whose manifest and
-//! lock file are the task's starter's, never the student's, and built with
-//! `cargo build --offline --locked` into one target directory shared by every
-//! submission, so dependencies compile once. Only the student's own crate is
-//! recompiled per submission. A compile error is a graded result
-//! ([`BuildResult::Failed`]); only a failure of the machinery (cargo missing,
-//! dependencies not fetchable) is a [`BuildError`].
+//! The submission's `src/` is compiled against the task's starter's
+//! manifest and lock file, never the student's: its `build.rs`, manifest
+//! and anything outside `src/` are never used at all. A compile error is a
+//! graded result ([`BuildResult::Failed`]); only a failure of the machinery
+//! (cargo or rustc missing, dependencies not fetchable, the build killed
+//! from outside) is a [`BuildError`].
 //!
-//! Compiling is running student code of a kind: `include_str!` and
-//! `include_bytes!` read any file the compiler can. Where the kernel allows
-//! it, cargo runs in a jail of its own ([`enter_jail`]): a mount namespace
-//! in which the course's reference solutions and specs are covered by empty
-//! mounts, no network, and a PID namespace with its own `/proc` (so that
-//! `/proc/1/root` is the jail's root, not the host's). The student's
-//! `build.rs`, manifest and anything outside `src/` are never used at all.
+//! Builds are meant to run many at once (threads of one grader, and several
+//! graders on one machine) while the dependencies compile once, so a build
+//! has two parts:
+//!
+//! - [`Prepared::new`], once per task: the starter's dependencies are built
+//!   by cargo (offline, locked) in a target directory of the task's own
+//!   (`target/cargo-grade/prepared/<slug>-<key>`, the key a digest of the
+//!   manifest, the lock file, the toolchain and the variables that change a
+//!   build), and cargo's exact `rustc` command for the binary crate is
+//!   recorded ([`invocation`]). That directory is made under a lock and
+//!   never changed once made, so concurrent graders share it: the first one
+//!   prepares it, the others wait for it and read it.
+//! - [`Prepared::build`], per submission: `src/` is copied into a stage
+//!   directory of this build's own (unique, removed after it), and the
+//!   recorded command compiles it there with `rustc`, into that directory.
+//!   No lock is taken and no shared file is written, so builds of different
+//!   submissions run in parallel, and each costs what compiling the crate
+//!   costs: there is no cargo in it to read manifests, fingerprints and the
+//!   registry again.
+//!
+//! Why `rustc` directly rather than one cargo target directory per build
+//! slot, seeded with hard links of the dependencies: that still pays cargo's
+//! start-up, resolution and fingerprint checks per build (about as much as
+//! compiling a small crate), and it needs slots managed across processes;
+//! the recorded command is exactly what cargo would run (nothing rebuilt
+//! from its internals), and the dependency libraries it reads are never
+//! written again.
+//!
+//! Compiling is running student code of a kind (`include_str!` reads any
+//! file the compiler can), so cargo and rustc run in a jail ([`jail`]): the
+//! solutions and specs hidden, and, for a submission, every other build
+//! hidden as well.
 
-use std::ffi::CString;
+mod invocation;
+mod jail;
+
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cargo_metadata::Message;
 use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
 use wait_timeout::ChildExt;
 
 use crate::course::Course;
-use crate::harness::sandbox::{check, cover, make_mounts_private};
+use crate::harness::deadline::{poll_until, Deadline};
 use crate::spec::Spec;
+use invocation::{Invocation, Recording};
+use jail::Jail;
 
 /// Largest `src/` tree the grader accepts (files and bytes).
 const MAX_SRC_FILES: usize = 500;
 const MAX_SRC_BYTES: u64 = 8 << 20;
 
-/// Cargo's own output kept for diagnostics.
+/// Cargo's and rustc's output kept for diagnostics.
 const MAX_CARGO_OUTPUT: usize = 1 << 20;
+
+/// Version of the prepared directory's layout: a grader that changes it
+/// changes every key.
+const PREPARED_FORMAT: u32 = 1;
 
 /// What building a submission produced.
 #[derive(Debug)]
 pub enum BuildResult {
-    /// The binary, copied out of the shared target directory.
+    /// The binary, copied out of the build's directory.
     Built { binary: PathBuf, duration: Duration },
     /// The student's code did not build: the reason, for the student.
     Failed {
@@ -54,20 +87,72 @@ pub enum BuildResult {
     },
 }
 
-/// The build machinery itself failed; the submission could not be graded.
-#[derive(Debug)]
-pub struct BuildError(pub String);
-
-impl std::fmt::Display for BuildError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl BuildResult {
+    /// The same result, timed as `duration`.
+    pub fn took(self, duration: Duration) -> BuildResult {
+        match self {
+            BuildResult::Built { binary, .. } => BuildResult::Built { binary, duration },
+            BuildResult::Failed { diagnostics, .. } => BuildResult::Failed {
+                diagnostics,
+                duration,
+            },
+        }
     }
 }
 
-impl std::error::Error for BuildError {}
+/// The build machinery itself failed; the submission could not be graded.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A file or directory of the grader's could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The starter (its manifest, lock file or sources) is unusable.
+    #[error("the starter in {}: {why}", dir.display())]
+    Starter { dir: PathBuf, why: String },
+    /// The locked dependencies are not in cargo's cache and cannot be
+    /// fetched.
+    #[error("cannot fetch the task's dependencies (is the network or the cargo cache available?):\n{output}")]
+    Fetch { output: String },
+    /// Cargo could not build the starter against its dependencies.
+    #[error("cannot build the task's dependencies with the starter:\n{output}")]
+    Dependencies { output: String },
+    /// Another grader has been preparing the task for too long.
+    #[error("another grader has been preparing {slug} for more than {} s (lock {})", waited.as_secs(), lock.display())]
+    Busy {
+        slug: String,
+        waited: Duration,
+        lock: PathBuf,
+    },
+    /// The build was killed from outside (not by its own limits).
+    #[error("the build was killed by signal {signal}; the compiler said:\n{output}")]
+    Killed { signal: i32, output: String },
+    /// Anything else the grader's side of the build could not do.
+    #[error("{0}")]
+    Machinery(String),
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let what = what.into();
+    move |source| BuildError::Io { what, source }
+}
 
 /// Builds `submission` (a crate directory with `src/main.rs`) for `spec`,
 /// and copies the binary into `out_dir`.
+///
+/// The task's prepared state is made on the first call in this process (or
+/// read from disk, where another grader made it) and kept for the next ones;
+/// see [`Prepared`] to hold it explicitly.
 pub fn build(
     course: &Course,
     spec: &Spec,
@@ -75,75 +160,552 @@ pub fn build(
     out_dir: &Path,
 ) -> Result<BuildResult, BuildError> {
     let started = Instant::now();
-    let failed = |diagnostics: String| BuildResult::Failed {
-        diagnostics,
-        duration: started.elapsed(),
-    };
-    let src = submission.join("src");
-    if !src.join("main.rs").is_file() {
-        return Ok(failed(format!(
-            "{} has no src/main.rs",
-            submission.display()
+    let prepared = Prepared::shared(course, spec)?;
+    Ok(prepared.build(submission, out_dir)?.took(started.elapsed()))
+}
+
+/// A task's toolchain, prepared once: the starter's dependencies compiled,
+/// and the command that compiles a copy of the binary crate against them.
+///
+/// Safe to use from many threads at once; builds share nothing but the
+/// dependencies, which they only read.
+#[derive(Debug)]
+pub struct Prepared {
+    course: Course,
+    slug: String,
+    binary: String,
+    timeout: Duration,
+    /// The staged manifest (the starter's, made a workspace of its own) and
+    /// lock file, copied beside each build's `src/`.
+    manifest: String,
+    lock: Vec<u8>,
+    invocation: Invocation,
+    /// The grader's work directory (canonical): hidden from a build but for
+    /// `deps` and the build's own directory.
+    work: PathBuf,
+    /// The dependencies' target directory.
+    deps: PathBuf,
+    /// Where builds make their directories.
+    builds: PathBuf,
+}
+
+// Builds run from many threads at once.
+const _: fn() = || {
+    fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<Prepared>();
+};
+
+/// What the prepared directory records, once complete.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    format: u32,
+    key: String,
+    invocation: Invocation,
+}
+
+/// The starter's files, as every build uses them.
+struct Starter {
+    dir: PathBuf,
+    manifest: String,
+    lock: Vec<u8>,
+    package: String,
+}
+
+impl Starter {
+    fn read(course: &Course, spec: &Spec) -> Result<Starter, BuildError> {
+        let dir = course.starter_dir(spec);
+        let bad = |why: String| BuildError::Starter {
+            dir: dir.clone(),
+            why,
+        };
+        let manifest = fs::read_to_string(dir.join("Cargo.toml"))
+            .map_err(|e| bad(format!("cannot read Cargo.toml: {e}")))?;
+        let lock = fs::read(dir.join("Cargo.lock"))
+            .map_err(|e| bad(format!("cannot read Cargo.lock: {e}")))?;
+        let table = manifest
+            .parse::<toml::Table>()
+            .map_err(|e| bad(format!("Cargo.toml is not valid TOML: {e}")))?;
+        let package = table
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| bad("Cargo.toml has no [package] name".into()))?
+            .to_owned();
+        // A manifest of its own workspace, so that the course workspace
+        // above it (the work directory is in its target/) does not claim it.
+        let manifest = if table.contains_key("workspace") {
+            manifest
+        } else {
+            format!("{manifest}\n[workspace]\n")
+        };
+        Ok(Starter {
+            dir,
+            manifest,
+            lock,
+            package,
+        })
+    }
+
+    /// Writes the manifest and lock file into `dir`.
+    fn write_into(manifest: &str, lock: &[u8], dir: &Path) -> Result<(), BuildError> {
+        fs::write(dir.join("Cargo.toml"), manifest).map_err(io_error(format!(
+            "cannot write {}/Cargo.toml",
+            dir.display()
+        )))?;
+        fs::write(dir.join("Cargo.lock"), lock).map_err(io_error(format!(
+            "cannot write {}/Cargo.lock",
+            dir.display()
+        )))
+    }
+}
+
+/// 64-bit FNV-1a: a digest stable across builds of the grader (std's
+/// hashers promise no such thing), for names of directories.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Variables that change what cargo builds: part of the prepared key. (The
+/// toolchain itself is in it by its `-vV`, however it was chosen.)
+fn changes_the_build(name: &str) -> bool {
+    matches!(
+        name,
+        "RUSTC" | "RUSTC_WRAPPER" | "RUSTFLAGS" | "CARGO_ENCODED_RUSTFLAGS"
+    ) || name.starts_with("CARGO_BUILD_")
+        || name.starts_with("CARGO_PROFILE_")
+}
+
+/// `PROGRAM -vV`: the toolchain's identity.
+fn version_of(program: &Path, cwd: &Path) -> Result<String, BuildError> {
+    let out = Command::new(program)
+        .arg("-vV")
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BuildError::Spawn {
+            program: program.display().to_string(),
+            source: e,
+        })?;
+    if !out.status.success() {
+        return Err(BuildError::Machinery(format!(
+            "{} -vV failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
         )));
     }
-    let starter = course.starter_dir(spec);
-    let manifest = fs::read_to_string(starter.join("Cargo.toml")).map_err(|e| {
-        BuildError(format!(
-            "cannot read the starter's Cargo.toml in {}: {e}",
-            starter.display()
-        ))
-    })?;
-    let lock = fs::read(starter.join("Cargo.lock")).map_err(|e| {
-        BuildError(format!(
-            "cannot read the starter's Cargo.lock in {}: {e}",
-            starter.display()
-        ))
-    })?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
 
-    let work = course.work_dir();
-    let stage = work.join("stage").join(&spec.task.slug);
-    fs::create_dir_all(&stage)
-        .map_err(|e| BuildError(format!("cannot create {}: {e}", stage.display())))?;
-    // One build per task at a time: the staging crate and the binary's
-    // place in the shared target directory are per task.
-    let lock_file = fs::File::create(work.join("stage").join(format!("{}.lock", spec.task.slug)))
-        .map_err(|e| BuildError(format!("cannot create the build lock: {e}")))?;
-    let _guard = Flock::lock(lock_file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| BuildError(format!("cannot lock the staging directory: {e}")))?;
+fn rustc() -> PathBuf {
+    std::env::var_os("RUSTC").map_or_else(|| PathBuf::from("rustc"), PathBuf::from)
+}
 
-    // A manifest of its own workspace, so the course workspace above it
-    // (the stage lives in its target/) does not claim it.
-    let has_workspace = manifest
-        .parse::<toml::Table>()
-        .map_err(|e| BuildError(format!("the starter's Cargo.toml is not valid TOML: {e}")))?
-        .contains_key("workspace");
-    let staged_manifest = if has_workspace {
-        manifest
-    } else {
-        format!("{manifest}\n[workspace]\n")
+fn cargo() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
+}
+
+/// Takes the exclusive lock on `path`, waiting up to `within` for another
+/// holder (another thread or grader preparing the same task) to finish.
+fn lock_exclusive(
+    path: &Path,
+    within: Duration,
+    slug: &str,
+) -> Result<Flock<fs::File>, BuildError> {
+    let open = || {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_error(format!("cannot open the lock {}", path.display())))
     };
-    let write = |name: &str, bytes: &[u8]| {
-        fs::write(stage.join(name), bytes)
-            .map_err(|e| BuildError(format!("cannot write staged {name}: {e}")))
+    let mut file = Some(open()?);
+    let got = poll_until(Deadline::after(within), || {
+        let f = file.take().expect("put back after each look");
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Some(Ok(lock)),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) | Err((f, nix::errno::Errno::EINTR)) => {
+                file = Some(f);
+                None
+            }
+            Err((_, e)) => Some(Err(BuildError::Io {
+                what: format!("cannot lock {}", path.display()),
+                source: e.into(),
+            })),
+        }
+    });
+    got.unwrap_or_else(|| {
+        Err(BuildError::Busy {
+            slug: slug.to_owned(),
+            waited: within,
+            lock: path.to_owned(),
+        })
+    })
+}
+
+/// Prepared tasks of this process, by what makes them differ.
+type Slot = Arc<Mutex<Option<Arc<Prepared>>>>;
+static SHARED: Mutex<BTreeMap<String, Slot>> = Mutex::new(BTreeMap::new());
+
+impl Prepared {
+    /// Prepares `spec`'s task: reads the prepared directory if a grader made
+    /// it already, else makes it (building the dependencies, which is the
+    /// only step that may use the network: `cargo fetch` of the starter's
+    /// locked dependencies, before any student code is compiled).
+    pub fn new(course: &Course, spec: &Spec) -> Result<Prepared, BuildError> {
+        let starter = Starter::read(course, spec)?;
+        let work = course.work_dir();
+        let prepared_root = work.join("prepared");
+        fs::create_dir_all(&prepared_root).map_err(io_error(format!(
+            "cannot create {}",
+            prepared_root.display()
+        )))?;
+        let work = fs::canonicalize(&work)
+            .map_err(io_error(format!("cannot resolve {}", work.display())))?;
+        let prepared_root = work.join("prepared");
+        let slug = &spec.task.slug;
+        let timeout = Duration::from_secs(spec.limits.build_timeout_s);
+
+        // Everything that changes what the directory holds is in its key;
+        // the full text is kept in it and compared, the digest names it.
+        let mut key = format!(
+            "format {PREPARED_FORMAT}\nslug {slug}\nbinary {}\n--- cargo\n{}--- rustc\n{}",
+            spec.task.binary,
+            version_of(&cargo(), &work)?,
+            version_of(&rustc(), &work)?,
+        );
+        let mut vars: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| changes_the_build(k))
+            .collect();
+        vars.sort();
+        for (k, v) in vars {
+            key.push_str(&format!("env {k}={v}\n"));
+        }
+        key.push_str(&format!(
+            "--- Cargo.toml\n{}\n--- Cargo.lock\n",
+            starter.manifest
+        ));
+        key.push_str(&String::from_utf8_lossy(&starter.lock));
+        let name = format!("{slug}-{:016x}", fnv1a(key.as_bytes()));
+        let dir = prepared_root.join(&name);
+
+        // Waiting covers another grader's fetch and build, each bounded by
+        // the build timeout.
+        let lock_path = prepared_root.join(format!("{name}.lock"));
+        let _lock = lock_exclusive(&lock_path, timeout * 2 + Duration::from_secs(60), slug)?;
+        let invocation = match load(&dir, &key) {
+            Some(invocation) => invocation,
+            None => prepare(course, spec, &starter, &dir, &key)?,
+        };
+
+        let builds = work.join("builds").join(slug);
+        fs::create_dir_all(&builds)
+            .map_err(io_error(format!("cannot create {}", builds.display())))?;
+        remove_stale_builds(&builds);
+        Ok(Prepared {
+            course: course.clone(),
+            slug: slug.clone(),
+            binary: spec.task.binary.clone(),
+            timeout,
+            manifest: starter.manifest,
+            lock: starter.lock,
+            invocation,
+            work,
+            deps: dir.join("target"),
+            builds,
+        })
+    }
+
+    /// The task prepared once for the whole process: the same value for
+    /// every caller with the same course, task and starter, made by the
+    /// first (a failure is not kept: the next caller tries again).
+    pub fn shared(course: &Course, spec: &Spec) -> Result<Arc<Prepared>, BuildError> {
+        let starter = Starter::read(course, spec)?;
+        let mut digest = starter.manifest.into_bytes();
+        digest.extend_from_slice(&starter.lock);
+        let key = format!(
+            "{}\0{}\0{}\0{}\0{}\0{:016x}",
+            course.root.display(),
+            course.work_dir().display(),
+            spec.task.slug,
+            spec.task.binary,
+            spec.limits.build_timeout_s,
+            fnv1a(&digest)
+        );
+        let slot = SHARED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(prepared) = slot.as_ref() {
+            return Ok(prepared.clone());
+        }
+        let prepared = Arc::new(Prepared::new(course, spec)?);
+        *slot = Some(prepared.clone());
+        Ok(prepared)
+    }
+
+    /// The task this was prepared for.
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    /// The bare compiler command a build runs for the crate in `crate_dir`
+    /// (its `Cargo.toml` and `src/`), writing `output`: no jail, no limits,
+    /// no copying. For measuring what the build adds to compiling the crate.
+    pub fn compiler_command(&self, crate_dir: &Path, output: &Path) -> Command {
+        self.invocation.command(crate_dir, output)
+    }
+
+    /// Builds `submission` (a crate directory with `src/main.rs`) and copies
+    /// the binary into `out_dir`.
+    pub fn build(&self, submission: &Path, out_dir: &Path) -> Result<BuildResult, BuildError> {
+        self.build_hiding(submission, out_dir, &[])
+    }
+
+    /// As [`Prepared::build`], with `hidden` (existing directories) also out
+    /// of the compiler's sight: a batch hides the other submissions and the
+    /// results, so that no build can read another student's sources.
+    pub fn build_hiding(
+        &self,
+        submission: &Path,
+        out_dir: &Path,
+        hidden: &[PathBuf],
+    ) -> Result<BuildResult, BuildError> {
+        let started = Instant::now();
+        let failed = |diagnostics: String| BuildResult::Failed {
+            diagnostics,
+            duration: started.elapsed(),
+        };
+        let src = submission.join("src");
+        if !src.join("main.rs").is_file() {
+            return Ok(failed(format!(
+                "{} has no src/main.rs",
+                submission.display()
+            )));
+        }
+        // This build's own directory: the crate (the starter's manifest and
+        // lock, the submission's src/) and the compiler's output. Named
+        // after this grader, so that the next one removes it if this one is
+        // killed.
+        let stage = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .tempdir_in(&self.builds)
+            .map_err(io_error(format!(
+                "cannot create a build directory in {}",
+                self.builds.display()
+            )))?;
+        Starter::write_into(&self.manifest, &self.lock, stage.path())?;
+        let mut budget = CopyBudget::default();
+        if let Err(why) = copy_tree(&src, &stage.path().join("src"), &mut budget) {
+            return Ok(failed(format!("cannot take the submission's src/: {why}")));
+        }
+        let out = stage.path().join("out");
+        fs::create_dir(&out).map_err(io_error(format!("cannot create {}", out.display())))?;
+        let output = out.join(&self.binary);
+
+        let jail = Jail::for_course(&self.course)
+            .also_hiding(hidden)
+            .confine_to(&self.work, &[(&self.deps, true), (stage.path(), false)])?;
+        let command = || {
+            let mut cmd = self.invocation.command(stage.path(), &output);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            cmd
+        };
+        let child = jail::spawn(command, "rustc", &jail, self.timeout.as_secs())?;
+        drop(jail);
+        let Some((status, _, stderr)) = wait_capped(child, self.timeout) else {
+            return Ok(failed(format!(
+                "the build took longer than {} s and was stopped",
+                self.timeout.as_secs()
+            )));
+        };
+
+        let mut errors = String::new();
+        let mut other = String::new();
+        for line in String::from_utf8_lossy(&stderr).lines() {
+            match serde_json::from_str::<RustcDiagnostic>(line) {
+                Ok(d) if d.level.starts_with("error") => {
+                    errors.push_str(d.rendered.as_deref().unwrap_or(&d.message));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    other.push_str(line);
+                    other.push('\n');
+                }
+            }
+        }
+        if status.success() {
+            if !output.is_file() {
+                return Err(BuildError::Machinery(format!(
+                    "rustc succeeded but wrote no {}",
+                    output.display()
+                )));
+            }
+            fs::create_dir_all(out_dir)
+                .map_err(io_error(format!("cannot create {}", out_dir.display())))?;
+            let binary = out_dir.join(&self.binary);
+            fs::copy(&output, &binary).map_err(io_error("cannot copy the built binary"))?;
+            return Ok(BuildResult::Built {
+                binary,
+                duration: started.elapsed(),
+            });
+        }
+        if !errors.is_empty() {
+            return Ok(failed(errors));
+        }
+        match killed_by(status) {
+            // Sent from outside (an administrator, the machine's
+            // out-of-memory killer): no verdict on the student's code.
+            Some(signal) if is_sent_from_outside(signal) => Err(BuildError::Killed {
+                signal,
+                output: other,
+            }),
+            // A fault or a limit of the compiler's own, on this code (a
+            // macro or const-evaluation bomb, say).
+            Some(signal) => Ok(failed(format!(
+                "the compiler was stopped by signal {signal} ({}) while compiling this code\n{other}",
+                signal_name(signal)
+            ))),
+            None if other.trim().is_empty() => Ok(failed(format!(
+                "the compiler failed ({status}) without saying why"
+            ))),
+            None => Ok(failed(other)),
+        }
+    }
+}
+
+/// One line of rustc's JSON diagnostics.
+#[derive(Deserialize)]
+struct RustcDiagnostic {
+    message: String,
+    level: String,
+    rendered: Option<String>,
+}
+
+/// The signal that ended a build: its own death, or that of the jail's
+/// process below, passed on as 128 + the signal.
+fn killed_by(status: ExitStatus) -> Option<i32> {
+    status
+        .signal()
+        .or_else(|| status.code().filter(|&c| c > 128).map(|c| c - 128))
+}
+
+fn is_sent_from_outside(signal: i32) -> bool {
+    matches!(
+        signal,
+        libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
+    )
+}
+
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+/// Waits up to `timeout` for `child` and reads its output (capped). `None`
+/// if it ran out of time: then its process group has been killed.
+fn wait_capped(mut child: Child, timeout: Duration) -> Option<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let out_reader = read_capped(child.stdout.take().expect("piped"));
+    let err_reader = read_capped(child.stderr.take().expect("piped"));
+    let status = match child.wait_timeout(timeout) {
+        Ok(Some(status)) => status,
+        Ok(None) | Err(_) => {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.wait();
+            return None;
+        }
     };
-    write("Cargo.toml", staged_manifest.as_bytes())?;
-    write("Cargo.lock", &lock)?;
-    let staged_src = stage.join("src");
-    if staged_src.exists() {
-        fs::remove_dir_all(&staged_src)
-            .map_err(|e| BuildError(format!("cannot clear {}: {e}", staged_src.display())))?;
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    Some((status, stdout, stderr))
+}
+
+/// The saved invocation in `dir`, if the directory is complete, made for
+/// `key`, and everything the invocation names is still there.
+fn load(dir: &Path, key: &str) -> Option<Invocation> {
+    let text = fs::read_to_string(dir.join("prepared.json")).ok()?;
+    let saved: Saved = serde_json::from_str(&text).ok()?;
+    (saved.format == PREPARED_FORMAT
+        && saved.key == key
+        && saved.invocation.needs().iter().all(|p| p.exists()))
+    .then_some(saved.invocation)
+}
+
+/// Makes the prepared directory `dir`: the starter staged in `dir/crate`,
+/// its dependencies built by cargo into `dir/target` with the recorder as
+/// the workspace's compiler wrapper, and the recorded command saved (last,
+/// atomically: a directory without `prepared.json` is incomplete).
+fn prepare(
+    course: &Course,
+    spec: &Spec,
+    starter: &Starter,
+    dir: &Path,
+    key: &str,
+) -> Result<Invocation, BuildError> {
+    let crate_dir = dir.join("crate");
+    let target = dir.join("target");
+    let record = dir.join("record");
+    if crate_dir.exists() {
+        fs::remove_dir_all(&crate_dir)
+            .map_err(io_error(format!("cannot clear {}", crate_dir.display())))?;
     }
-    let mut budget = CopyBudget::default();
-    if let Err(why) = copy_tree(&src, &staged_src, &mut budget) {
-        return Ok(failed(format!("cannot take the submission's src/: {why}")));
+    for d in [&crate_dir, &record] {
+        fs::create_dir_all(d).map_err(io_error(format!("cannot create {}", d.display())))?;
+    }
+    Starter::write_into(&starter.manifest, &starter.lock, &crate_dir)?;
+    copy_tree(
+        &starter.dir.join("src"),
+        &crate_dir.join("src"),
+        &mut CopyBudget::default(),
+    )
+    .map_err(|why| BuildError::Starter {
+        dir: starter.dir.clone(),
+        why: format!("cannot copy src/: {why}"),
+    })?;
+    let script = record.join("record-rustc.sh");
+    let crate_name = spec.task.binary.replace('-', "_");
+    fs::write(&script, invocation::recorder_script(&crate_name, &record))
+        .map_err(io_error(format!("cannot write {}", script.display())))?;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).map_err(io_error(format!(
+        "cannot make {} executable",
+        script.display()
+    )))?;
+    Recording::clear(&record).map_err(io_error("cannot clear the previous recording"))?;
+    // An interrupted preparation may have compiled the crate already: its
+    // fingerprints go, so that cargo compiles it (through the recorder)
+    // again. The dependencies' stay, and are not rebuilt.
+    let fingerprints = target.join("debug").join(".fingerprint");
+    if let Ok(entries) = fs::read_dir(&fingerprints) {
+        let prefix = format!("{}-", starter.package);
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
-    let staged_manifest = stage.join("Cargo.toml");
-    let target_dir = work.join("build");
-    fetch(&staged_manifest, &target_dir)?;
-
+    let manifest = crate_dir.join("Cargo.toml");
+    let timeout = Duration::from_secs(spec.limits.build_timeout_s);
+    fetch(&manifest, &target, timeout)?;
     let command = || {
         let mut cmd = Command::new(cargo());
+        // What the recorder finds of cargo's variables is what cargo set,
+        // not what the grader was given (under `cargo test`, say).
+        for name in invocation::inherited_cargo_variables() {
+            cmd.env_remove(name);
+        }
         cmd.args([
             "build",
             "--offline",
@@ -153,254 +715,155 @@ pub fn build(
             &spec.task.binary,
         ])
         .arg("--manifest-path")
-        .arg(&staged_manifest)
+        .arg(&manifest)
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(&target)
+        .current_dir(&crate_dir)
+        .env("RUSTC_WORKSPACE_WRAPPER", &script)
         .env("CARGO_TERM_COLOR", "never")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
         cmd
     };
-    let mut child = spawn_jailed(command, course, spec.limits.build_timeout_s)?;
-    let out_reader = read_capped(child.stdout.take().expect("piped"));
-    let err_reader = read_capped(child.stderr.take().expect("piped"));
-    let timeout = Duration::from_secs(spec.limits.build_timeout_s);
-    let status = match child.wait_timeout(timeout) {
-        Ok(Some(status)) => status,
-        Ok(None) | Err(_) => {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = child.wait();
-            return Ok(failed(format!(
-                "the build took longer than {} s and was stopped",
+    let child = jail::spawn(
+        command,
+        "cargo",
+        &Jail::for_course(course),
+        timeout.as_secs(),
+    )?;
+    let Some((status, stdout, stderr)) = wait_capped(child, timeout) else {
+        return Err(BuildError::Dependencies {
+            output: format!(
+                "cargo took longer than {} s and was stopped",
                 timeout.as_secs()
-            )));
-        }
+            ),
+        });
     };
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-
-    let mut executable = None;
-    let mut diagnostics = String::new();
-    for message in Message::parse_stream(&stdout[..]).flatten() {
-        match message {
-            Message::CompilerArtifact(artifact) if artifact.target.name == spec.task.binary => {
-                executable = artifact.executable.map(PathBuf::from);
-            }
-            Message::CompilerMessage(msg) => {
-                let is_error = matches!(
-                    msg.message.level,
-                    cargo_metadata::diagnostic::DiagnosticLevel::Error
-                );
-                if is_error {
-                    if let Some(rendered) = &msg.message.rendered {
-                        diagnostics.push_str(rendered);
-                    }
+    if !status.success() {
+        let mut output = String::new();
+        for message in Message::parse_stream(&stdout[..]).flatten() {
+            if let Message::CompilerMessage(msg) = message {
+                if let Some(rendered) = &msg.message.rendered {
+                    output.push_str(rendered);
                 }
             }
-            _ => {}
         }
+        output.push_str(&String::from_utf8_lossy(&stderr));
+        return Err(BuildError::Dependencies { output });
     }
-    match (status.success(), executable) {
-        (true, Some(exe)) => {
-            fs::create_dir_all(out_dir)
-                .map_err(|e| BuildError(format!("cannot create {}: {e}", out_dir.display())))?;
-            let binary = out_dir.join(&spec.task.binary);
-            fs::copy(&exe, &binary)
-                .map_err(|e| BuildError(format!("cannot copy the built binary: {e}")))?;
-            Ok(BuildResult::Built {
-                binary,
-                duration: started.elapsed(),
-            })
-        }
-        _ => {
-            // Cargo itself killed (or the jail's process 1, whose death is
-            // passed on as 128 + the signal): the machinery failed, and
-            // that is no verdict on the student's code. (A compiler that
-            // dies, say of the memory limit, is reported by cargo, which
-            // then exits 101.)
-            let killed = status
-                .signal()
-                .or_else(|| status.code().filter(|&c| c >= 128).map(|c| c - 128));
-            if let (Some(signal), true) = (killed, diagnostics.is_empty()) {
-                return Err(BuildError(format!(
-                    "the build was killed by signal {signal}; cargo said:\n{}",
-                    String::from_utf8_lossy(&stderr)
-                )));
-            }
-            if diagnostics.is_empty() {
-                // Not a compile error: cargo's own complaint (a lock file
-                // problem, say) is on its stderr.
-                diagnostics = String::from_utf8_lossy(&stderr).into_owned();
-            }
-            Ok(failed(diagnostics))
-        }
+    let recording = Recording::read(&record)
+        .map_err(BuildError::Machinery)?
+        .ok_or_else(|| {
+            BuildError::Machinery(format!(
+                "cargo built {} without compiling it through the recorder {}",
+                spec.task.binary,
+                script.display()
+            ))
+        })?;
+    let mut invocation =
+        Invocation::from_recording(&recording, &crate_dir).map_err(BuildError::Machinery)?;
+    invocation.rustc = toolchain_rustc(&invocation.rustc, &recording.env);
+    if let Some(missing) = invocation.needs().into_iter().find(|p| !p.exists()) {
+        return Err(BuildError::Machinery(format!(
+            "the recorded compiler command names {}, which does not exist",
+            missing.display()
+        )));
+    }
+    let saved = Saved {
+        format: PREPARED_FORMAT,
+        key: key.to_owned(),
+        invocation,
+    };
+    let json = serde_json::to_string_pretty(&saved).expect("plain data serialises");
+    let partial = dir.join("prepared.json.partial");
+    fs::write(&partial, json).map_err(io_error(format!("cannot write {}", partial.display())))?;
+    fs::rename(&partial, dir.join("prepared.json"))
+        .map_err(io_error(format!("cannot complete {}", dir.display())))?;
+    Ok(saved.invocation)
+}
+
+/// The toolchain's own `rustc` behind `recorded` (which may be a rustup
+/// proxy, choosing a toolchain per directory and variables): its sysroot's
+/// `bin/rustc`, so that every build uses the compiler the dependencies were
+/// built with, and no proxy runs per build.
+fn toolchain_rustc(recorded: &Path, env: &[(String, String)]) -> PathBuf {
+    let sysroot = Command::new(recorded)
+        .args(["--print", "sysroot"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    match sysroot.map(|s| s.join("bin").join("rustc")) {
+        Some(real) if real.is_file() => real,
+        _ => recorded.to_owned(),
     }
 }
 
-/// Set once a jail could not be made, with the reason.
-static JAIL_FAILED: AtomicBool = AtomicBool::new(false);
+/// Removes the build directories (`PID-XXXXXX`) of graders that are gone.
+fn remove_stale_builds(builds: &Path) {
+    let Ok(entries) = fs::read_dir(builds) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if crate::harness::scratch::gone(pid) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
 
 /// How builds are contained on this machine, for the report header.
-pub fn isolation() -> &'static str {
-    if JAIL_FAILED.load(Ordering::Relaxed) {
-        "NOT ACTIVE: a jail for the build (no namespaces): the compiler can read any file the grader's user can; the build is bounded by its timeout and by limits on CPU, memory and file size"
+pub fn isolation() -> crate::result::Protection {
+    use crate::result::Protection;
+    if jail::failed() {
+        Protection::missing("a jail for the build", "no namespaces: the compiler can read any file the grader's user can; the build is bounded by its timeout and by limits on CPU, memory and file size")
     } else {
-        "build: only src/ is taken (never build.rs or a manifest of the student's), compiled offline in private mount, network and PID namespaces with the reference solutions and specs hidden, under limits on time, CPU, memory and file size"
+        Protection::active("a jail for the build", "only src/ is taken (never build.rs or a manifest of the student's), compiled offline in private mount, network and PID namespaces with the reference solutions, specs and other builds hidden, under limits on time, CPU, memory and file size")
     }
-}
-
-/// Starts the build in a jail, or, where the kernel refuses namespaces,
-/// without one (remembering that, for [`isolation`]).
-fn spawn_jailed(
-    command: impl Fn() -> Command,
-    course: &Course,
-    timeout_s: u64,
-) -> Result<Child, BuildError> {
-    // Per process: cargo and each rustc. Memory is generous (a compiler
-    // needs it) but bounded, against const-evaluation and macro bombs.
-    let limits = [
-        (libc::RLIMIT_CPU, timeout_s + 5),
-        (libc::RLIMIT_DATA, 4 << 30),
-        (libc::RLIMIT_FSIZE, 4 << 30),
-        (libc::RLIMIT_CORE, 0),
-    ];
-    let set_limits = move || {
-        for (resource, value) in limits {
-            let rl = libc::rlimit {
-                rlim_cur: value,
-                rlim_max: value,
-            };
-            // SAFETY: setrlimit on a plain struct.
-            if unsafe { libc::setrlimit(resource, &rl) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    let run = |mut cmd: Command| {
-        cmd.spawn()
-            .map_err(|e| BuildError(format!("cannot run cargo: {e}")))
-    };
-    if !JAIL_FAILED.load(Ordering::Relaxed) {
-        let hidden: Vec<CString> = ["solutions", "specs"]
-            .iter()
-            .map(|d| course.root.join(d))
-            .filter_map(|p| fs::canonicalize(p).ok())
-            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
-            .collect();
-        let mut cmd = command();
-        // SAFETY: the closure runs in the forked child before exec and makes
-        // raw system calls only, on data prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                set_limits()?;
-                enter_jail(&hidden)
-            });
-        }
-        match cmd.spawn() {
-            Ok(child) => return Ok(child),
-            Err(e)
-                if e.raw_os_error() == Some(libc::EPERM)
-                    || e.raw_os_error() == Some(libc::EINVAL) =>
-            {
-                JAIL_FAILED.store(true, Ordering::Relaxed);
-            }
-            Err(e) => return Err(BuildError(format!("cannot run cargo: {e}"))),
-        }
-    }
-    let mut cmd = command();
-    // SAFETY: as above.
-    unsafe { cmd.pre_exec(set_limits) };
-    run(cmd)
-}
-
-/// Puts the child that will exec cargo into the build's jail: new mount,
-/// network and PID namespaces, `hidden` covered by empty read-only mounts.
-///
-/// A new PID namespace takes effect for children, so the child forks once
-/// more: the grandchild, process 1 of the namespace, mounts its own `/proc`
-/// and goes on to exec cargo; the child waits for it and exits with its
-/// status, so the grader sees cargo's exit as usual. Both die with the
-/// grader (parent-death signal), and process 1's death takes every process
-/// of the namespace with it.
-///
-/// # Safety
-/// For `pre_exec` only: raw system calls on prepared data.
-unsafe fn enter_jail(hidden: &[CString]) -> std::io::Result<()> {
-    check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-    check(libc::unshare(
-        libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWPID,
-    ))?;
-    make_mounts_private()?;
-    for dir in hidden {
-        cover(dir)?;
-    }
-    // The grader's signal handlers are still installed here (there is no
-    // exec in this process): the SIGCHLD handler of `wait-timeout` writes to
-    // the grader's self-pipe, which must not run when cargo exits below.
-    libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-    // A raw fork: no atfork handlers run in this child of a threaded parent.
-    let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0);
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if pid == 0 {
-        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-        check(libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        ))?;
-        return Ok(());
-    }
-    // This process only waits: it must not keep the grader's other pipes
-    // (the stdin of a namespace holder, say) open.
-    libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, 0);
-    let mut status = 0;
-    loop {
-        let rc = libc::waitpid(pid as libc::pid_t, &mut status, 0);
-        if rc == pid as libc::pid_t {
-            break;
-        }
-        if rc < 0 && *libc::__errno_location() != libc::EINTR {
-            libc::_exit(127);
-        }
-    }
-    if libc::WIFEXITED(status) {
-        libc::_exit(libc::WEXITSTATUS(status));
-    }
-    libc::_exit(128 + libc::WTERMSIG(status));
-}
-
-fn cargo() -> PathBuf {
-    std::env::var_os("CARGO").map_or_else(|| PathBuf::from("cargo"), PathBuf::from)
 }
 
 /// Makes sure the locked dependencies are in cargo's cache. This is the only
 /// step that may use the network, and it runs the starter's trusted
 /// manifest, before any student code is compiled.
-fn fetch(manifest: &Path, target_dir: &Path) -> Result<(), BuildError> {
-    let output = Command::new(cargo())
+fn fetch(manifest: &Path, target_dir: &Path, timeout: Duration) -> Result<(), BuildError> {
+    let child = Command::new(cargo())
         .args(["fetch", "--locked", "--quiet", "--manifest-path"])
         .arg(manifest)
         .env("CARGO_TARGET_DIR", target_dir)
         .stdin(Stdio::null())
-        .output()
-        .map_err(|e| BuildError(format!("cannot run cargo: {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(BuildError(format!(
-            "cannot fetch the task's dependencies (is the network or the cargo cache available?):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| BuildError::Spawn {
+            program: "cargo".into(),
+            source: e,
+        })?;
+    match wait_capped(child, timeout) {
+        Some((status, _, _)) if status.success() => Ok(()),
+        Some((_, _, stderr)) => Err(BuildError::Fetch {
+            output: String::from_utf8_lossy(&stderr).into_owned(),
+        }),
+        None => Err(BuildError::Fetch {
+            output: format!(
+                "cargo fetch took longer than {} s and was stopped",
+                timeout.as_secs()
+            ),
+        }),
     }
 }
 

@@ -4,16 +4,24 @@
 //! The modules follow the path of a grading run:
 //!
 //! - [`spec`]: the TOML spec model and its validation;
+//! - [`check`]: a spec checked with its course (starter, mutants), running nothing;
 //! - [`course`]: finding the course repository and its tasks;
 //! - [`builder`]: building a submission against the starter's pinned manifest;
 //! - [`harness`]: running programs in process groups with captured output and
 //!   deadline-bounded waits;
 //! - [`faults`]: seeded fault injection;
 //! - [`scenario`]: executing one test's steps;
-//! - [`grade`]: one submission, start to finish;
+//! - [`grade`]: per-task work prepared once, and one submission graded,
+//!   start to finish, emitting [`events`] to observers;
+//! - [`batch`]: a class of submissions ([`intake`]: directories and
+//!   untrusted archives), `--jobs` at once ([`pool`]), resumable;
 //! - [`result`]: the result model every reporter renders;
-//! - [`report`]: human and JSON reporters;
-//! - [`selfcheck`]: a spec checked against its solution, starter and mutants.
+//! - [`report`]: human, text, JSON and gradebook (CSV, JUnit, summary)
+//!   reporters, and the LMS formats (Gradescope, PrairieLearn, GitHub
+//!   Classroom);
+//! - [`package`]: a task packaged for Gradescope and PrairieLearn;
+//! - [`selfcheck`]: a spec checked against its solution, alternatives,
+//!   starter and mutants.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -21,20 +29,28 @@ compile_error!(
      on Windows use WSL2, on macOS a Linux VM or container."
 );
 
+pub mod batch;
 pub mod builder;
+pub mod check;
 pub mod course;
+pub mod events;
 pub mod faults;
 pub mod grade;
 pub mod harness;
+pub mod intake;
+pub mod package;
 pub mod payload;
 pub mod peers;
+pub mod pool;
 pub mod report;
 pub mod result;
 pub mod scenario;
 pub mod selfcheck;
+pub mod shard;
 pub mod shim;
 pub mod signals;
 pub mod spec;
+pub mod watch;
 
 /// Makes the grader a child subreaper, so that processes a submission
 /// double-forks or daemonises are re-parented to the grader (not to init)

@@ -6,10 +6,19 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use std::io::IsTerminal;
+
+use cargo_grade::batch;
+use cargo_grade::check;
 use cargo_grade::course::Course;
-use cargo_grade::grade::{self, GradeOptions};
+use cargo_grade::course::CourseError;
+use cargo_grade::events::{cancel_on_signals, Cancel, Ignore};
+use cargo_grade::grade::{GradeOptions, Submission, TaskContext};
+use cargo_grade::pool;
 use cargo_grade::report;
+use cargo_grade::result::Audience;
 use cargo_grade::selfcheck;
+use cargo_grade::spec::{schema, SpecError};
 
 /// Exit statuses: grading ran (whatever the score).
 const EXIT_OK: u8 = 0;
@@ -17,6 +26,8 @@ const EXIT_OK: u8 = 0;
 const EXIT_BELOW: u8 = 1;
 /// Usage, spec or environment error.
 const EXIT_ERROR: u8 = 2;
+/// Stopped by SIGINT or SIGTERM (128 + SIGINT, as a shell reports it).
+const EXIT_CANCELLED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -25,21 +36,55 @@ const EXIT_ERROR: u8 = 2;
     version,
     about = "Grade a submission for a Linux IPC task by running it as real processes against the task's spec.",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
+    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade check                        validate every spec of the course, running nothing\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     grade: GradeArgs,
+    /// Colour: `auto` (on a terminal, unless NO_COLOR is set), `always`, `never`.
+    #[arg(long, value_enum, global = true, default_value_t = ColorWhen::Auto)]
+    color: ColorWhen,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a completion script for a shell: `cargo grade completions bash
+    /// > /etc/bash_completion.d/cargo-grade` (or zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// List the course's tasks.
     List {
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
+    },
+    /// Validate specs without running anything: TOML, keys, types and
+    /// ranges, test names, processes and variables, regexes, signals, system
+    /// calls, the starter's binary and the mutants file. Every error of a
+    /// file is reported; exit status 2 if there is one.
+    Check {
+        /// Spec files, or task ids or slugs [default: every spec of the course].
+        #[arg(value_name = "SPEC")]
+        specs: Vec<String>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of the spec format (specs/spec.schema.json),
+    /// which TOML editors use to complete and validate spec files.
+    Schema {
+        /// The schema of mutants files instead (specs/mutants.schema.json).
+        #[arg(long)]
+        mutants: bool,
     },
     /// Check a task's spec: the reference solution gets full marks, the
     /// starter almost nothing, and every mutant loses points where expected.
@@ -48,8 +93,113 @@ enum Command {
         task: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+        /// Subjects graded at once [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Grade a whole class: every submission in a directory (crate
+    /// directories, course checkouts, .zip, .tar.gz and .tgz archives),
+    /// several at once, resumably, with gradebook files in --out.
+    Batch {
+        /// Task id (`task3`) or slug.
+        task: String,
+        /// The directory of submissions, one entry each.
+        submissions: PathBuf,
+        /// Where the results go: grades.csv, junit.xml, summary.json,
+        /// summary.html, and NAME/report.json and report.txt per submission.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Submissions graded at once [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Keep the results of an earlier run into --out for unchanged
+        /// submissions (same sources, spec, seed and grader); grade the rest.
+        #[arg(long)]
+        resume: bool,
+        /// Seed for every randomised fault (the same for every submission).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Grade only shard K of N (1 <= K <= N), chosen by a hash of each
+        /// submission's name; `auto` reads K and N from GitLab CI, Slurm
+        /// array or Kubernetes Indexed Job variables.
+        #[arg(long, value_name = "K/N|auto")]
+        shard: Option<String>,
+        /// The number of shards, for `--shard auto` on a Kubernetes Indexed
+        /// Job (which gives only an index); or CARGO_GRADE_SHARD_TOTAL.
+        #[arg(long, value_name = "N")]
+        shard_total: Option<u32>,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Merge the outputs of `batch --shard K/N` runs into the files one
+    /// unsharded run writes.
+    Merge {
+        /// The shards' --out directories.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Private tests kept outside the students' repository:
+        /// DIR/<slug>.toml, merged into the spec as hidden tests.
+        #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Package a task for a learning-management system's grading machines:
+    /// a Gradescope autograder zip, or a PrairieLearn externally graded
+    /// question.
+    Package {
+        #[command(subcommand)]
+        lms: PackageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PackageCommand {
+    /// A Gradescope autograder zip: setup.sh, run_autograder, the grader's
+    /// sources, the task's spec and starter, and the instructor specs.
+    Gradescope {
+        /// Task id (`task1`) or slug.
+        task: String,
+        /// The zip to write [default: SLUG-gradescope.zip].
+        #[arg(long, value_name = "FILE.zip")]
+        out: Option<PathBuf>,
+        /// A directory of instructor specs (kept out of the students'
+        /// repository), shipped in the zip and merged at grading time.
+        #[arg(long, value_name = "DIR")]
+        instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// The files of a PrairieLearn externally graded question: info.json,
+    /// question.html, tests/ (the entrypoint and the course) and
+    /// image/Dockerfile (the grading image).
+    Prairielearn {
+        /// Task id (`task1`) or slug.
+        task: String,
+        /// The question's directory [default: SLUG-prairielearn].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The grading image info.json names (build it with image/Dockerfile).
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+        /// A directory of instructor specs, shipped in tests/ and merged at
+        /// grading time.
+        #[arg(long, value_name = "DIR")]
+        instructor_specs: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
@@ -67,19 +217,64 @@ struct GradeArgs {
     /// Seed for every randomised fault; a report prints the seed it used.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Run only the test of this name, or the tests whose name contains it.
+    /// Run only the test of this name, or the tests whose name contains it;
+    /// repeat for several.
     #[arg(long, value_name = "PATTERN")]
-    only: Option<String>,
+    only: Vec<String>,
     /// Exit with status 1 when the score is below this percentage.
     #[arg(long, value_name = "PERCENT")]
     fail_under: Option<f64>,
     /// The course repository [default: the nearest directory above with specs/].
     #[arg(long, value_name = "DIR")]
     course: Option<PathBuf>,
+    /// Private tests kept outside the students' repository: DIR/<slug>.toml,
+    /// merged into the spec as hidden tests.
+    #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
+    instructor_specs: Option<PathBuf>,
+    /// Show everything, hidden tests included (for instructors; students
+    /// see a hidden test's name and score only).
+    #[arg(long)]
+    instructor: bool,
+    /// Grade again whenever the crate's sources change (Ctrl-C to stop).
+    #[arg(long, conflicts_with_all = ["format", "fail_under"])]
+    watch: bool,
 }
 
+/// The formats of a single grade: for a person, the result model, and the
+/// formats of CI and of learning-management systems.
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
+    /// The report for a terminal.
+    Human,
+    /// The result model as JSON.
+    Json,
+    /// JUnit XML: a testsuite, a testcase per test.
+    Junit,
+    /// Gradescope's results.json.
+    Gradescope,
+    /// PrairieLearn's external-grader results.json.
+    Prairielearn,
+    /// GitHub Classroom's reporter input: base64 on stdout, `result=` in
+    /// $GITHUB_OUTPUT when set, the report on stderr.
+    GithubClassroom,
+}
+
+impl Format {
+    fn style(self) -> report::Style {
+        match self {
+            Format::Human => report::Style::Human,
+            Format::Json => report::Style::Json,
+            Format::Junit => report::Style::Junit,
+            Format::Gradescope => report::Style::Gradescope,
+            Format::Prairielearn => report::Style::PrairieLearn,
+            Format::GithubClassroom => report::Style::GithubClassroom,
+        }
+    }
+}
+
+/// The formats of a self-check.
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormat {
     Human,
     Json,
 }
@@ -103,46 +298,318 @@ fn main() -> ExitCode {
         return ExitCode::from(cargo_grade::peers::run(kind, peer_args).clamp(0, 255) as u8);
     }
     let cli = Cli::parse_from(args);
+    anstream::ColorChoice::write_global(match cli.color {
+        ColorWhen::Auto => anstream::ColorChoice::Auto,
+        ColorWhen::Always => anstream::ColorChoice::Always,
+        ColorWhen::Never => anstream::ColorChoice::Never,
+    });
     if let Err(e) = cargo_grade::become_subreaper() {
         eprintln!("cargo grade: warning: cannot become a child subreaper ({e}); daemonised processes may escape cleanup");
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(message) => {
+        Err(Failure::Message(message)) => {
             eprintln!("cargo grade: error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+        Err(Failure::Spec(errors)) => {
+            let count: usize = errors.iter().map(|e| e.diagnostics.len()).sum();
+            eprintln!(
+                "cargo grade: error: invalid spec ({count} error{}); nothing was run",
+                if count == 1 { "" } else { "s" }
+            );
+            print_spec_errors(&errors);
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<u8, String> {
+/// Why a command could not run: a message, or a spec's errors (rendered
+/// with their lines).
+enum Failure {
+    Message(String),
+    Spec(Vec<SpecError>),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Message(message)
+    }
+}
+
+impl From<CourseError> for Failure {
+    fn from(e: CourseError) -> Failure {
+        match e {
+            CourseError::Spec(errors) => Failure::Spec(errors),
+            other => Failure::Message(other.to_string()),
+        }
+    }
+}
+
+/// Each file's errors with the offending lines, coloured on a terminal.
+fn print_spec_errors(errors: &[SpecError]) {
+    use std::io::Write;
+    let mut err = anstream::stderr();
+    for e in errors {
+        let _ = writeln!(err, "{}\n", e.render(true));
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cargo-grade",
+                &mut std::io::stdout(),
+            );
+            Ok(EXIT_OK)
+        }
         Some(Command::List { course }) => list(course.as_deref()),
+        Some(Command::Check { specs, course }) => check_specs(&specs, course.as_deref()),
+        Some(Command::Schema { mutants }) => {
+            let schema = if mutants {
+                schema::mutants()
+            } else {
+                schema::spec()
+            };
+            print!("{}", schema::to_text(&schema));
+            Ok(EXIT_OK)
+        }
         Some(Command::Selfcheck {
             task,
             seed,
             format,
+            jobs,
+            instructor_specs,
             course,
         }) => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course.task(&task).map_err(|e| e.to_string())?;
-            let check = selfcheck::run(&course, &spec, seed).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
+            // The mutants file is the self-check's to need: checked first.
+            course.task_with_mutants(&task)?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
+            let cancel = Cancel::new();
+            cancel_on_signals(&cancel);
+            let jobs = jobs.unwrap_or_else(pool::default_jobs);
+            let check = selfcheck::run(&course, &spec, seed, jobs, &Ignore, &cancel)
+                .map_err(|e| e.to_string())?;
             match format {
-                Format::Human => print!("{}", check.render()),
-                Format::Json => println!(
+                CheckFormat::Human => print!("{}", check.render()),
+                CheckFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&check).expect("serialisable")
                 ),
             }
             Ok(if check.passed() { EXIT_OK } else { EXIT_BELOW })
         }
+        Some(Command::Batch {
+            task,
+            submissions,
+            out,
+            jobs,
+            resume,
+            seed,
+            shard,
+            shard_total,
+            instructor_specs,
+            course,
+        }) => {
+            let shard = match shard.as_deref() {
+                None => cargo_grade::shard::Shard::ALL,
+                Some("auto") => {
+                    cargo_grade::shard::Shard::auto(&|k| std::env::var(k).ok(), shard_total)
+                        .map_err(|e| e.to_string())?
+                }
+                Some(k_of_n) => {
+                    cargo_grade::shard::Shard::parse(k_of_n).map_err(|e| e.to_string())?
+                }
+            };
+            let course = Course::locate(course.as_deref())?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
+            // No build and no test process sees another submission or the
+            // results.
+            std::fs::create_dir_all(&out)
+                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+            let ctx = TaskContext::prepare(&course, spec)
+                .map_err(|e| e.to_string())?
+                .hiding([submissions.clone(), out.clone()]);
+            let cancel = Cancel::new();
+            cancel_on_signals(&cancel);
+            let progress = batch::Progress::new(std::io::stderr().is_terminal());
+            let opts = batch::BatchOptions {
+                out: out.clone(),
+                jobs: jobs.unwrap_or_else(pool::default_jobs).max(1),
+                resume,
+                seed,
+                shard,
+            };
+            let done = match batch::run(&ctx, &submissions, &opts, &progress, &cancel) {
+                Ok(done) => done,
+                Err(e @ batch::BatchError::Cancelled { .. }) => {
+                    eprintln!("cargo grade: {e}");
+                    return Ok(EXIT_CANCELLED);
+                }
+                Err(e) => return Err(Failure::Message(e.to_string())),
+            };
+            let count = |f: &dyn Fn(&cargo_grade::result::Outcome) -> bool| {
+                done.reports.iter().filter(|r| f(&r.outcome)).count()
+            };
+            use cargo_grade::result::Outcome as O;
+            eprintln!(
+                "graded {} submissions ({} kept from an earlier run): {} graded, {} build failed, {} rejected, {} could not be graded; results in {}",
+                done.reports.len(),
+                done.reused,
+                count(&|o| *o == O::Graded),
+                count(&|o| *o == O::BuildFailed),
+                count(&|o| matches!(o, O::Rejected(_))),
+                count(&|o| matches!(o, O::Ungradable(_))),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+        Some(Command::Merge {
+            shards,
+            out,
+            instructor_specs,
+            course,
+        }) => {
+            let course = Course::locate(course.as_deref())?;
+            let first = cargo_grade::shard::ShardRecord::read(&shards[0])?;
+            let spec = course.task_with_overlay(&first.task, instructor_specs.as_deref())?;
+            let merged = batch::merge(&spec, &shards, &out).map_err(|e| e.to_string())?;
+            eprintln!(
+                "merged {} shards: {} submissions; results in {}",
+                shards.len(),
+                merged.len(),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+        Some(Command::Package { lms }) => package(lms),
         None => grade_one(cli.grade),
     }
 }
 
-fn list(course: Option<&Path>) -> Result<u8, String> {
-    let course = Course::locate(course).map_err(|e| e.to_string())?;
-    for spec in course.specs().map_err(|e| e.to_string())? {
+fn package(lms: PackageCommand) -> Result<u8, Failure> {
+    match lms {
+        PackageCommand::Gradescope {
+            task,
+            out,
+            instructor_specs,
+            course,
+        } => {
+            let course = Course::locate(course.as_deref())?;
+            // Validated with the overlay now, not on the LMS's machine later.
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("{}-gradescope.zip", spec.task.slug)));
+            let n =
+                cargo_grade::package::gradescope(&course, &spec, &out, instructor_specs.as_deref())
+                    .map_err(|e| e.to_string())?;
+            eprintln!(
+                "wrote {} ({n} files): upload it as the autograder of a Gradescope programming assignment",
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+        PackageCommand::Prairielearn {
+            task,
+            out,
+            image,
+            instructor_specs,
+            course,
+        } => {
+            let course = Course::locate(course.as_deref())?;
+            // Validated with the overlay now, not on the LMS's machine later.
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("{}-prairielearn", spec.task.slug)));
+            let image = image.unwrap_or_else(|| format!("cargo-grade-{}:latest", spec.task.slug));
+            let opts = cargo_grade::package::PrairieLearnOptions {
+                image: image.clone(),
+                instructor_specs,
+            };
+            let n = cargo_grade::package::prairielearn(&course, &spec, &out, &opts)
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "wrote {} ({n} files): copy it into your course's questions/; build the grading image with\n  docker build -t {image} -f {}/image/Dockerfile {}/tests/course",
+                out.display(),
+                out.display(),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// `cargo grade check [SPEC...]`.
+fn check_specs(specs: &[String], course: Option<&Path>) -> Result<u8, Failure> {
+    let located = Course::locate(course);
+    // Each spec file with its course's root (for the starter and mutants).
+    let mut targets: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    if specs.is_empty() {
+        let course = located?;
+        for path in course.spec_paths()? {
+            targets.push((path, Some(course.root.clone())));
+        }
+    } else {
+        for s in specs {
+            let path = Path::new(s);
+            if path.is_file() {
+                let root = path.canonicalize().ok().and_then(|p| check::root_of(&p));
+                targets.push((path.to_owned(), root));
+            } else {
+                let course = located.as_ref().map_err(|e| e.to_string())?;
+                targets.push((course.task_path(s)?, Some(course.root.clone())));
+            }
+        }
+    }
+    let (mut errors, mut bad) = (0, 0);
+    for (path, root) in &targets {
+        let outcome = check::spec_file(path, root.as_deref(), check::Mutants::IfSolution);
+        let shown = check::shown(path);
+        match &outcome.spec {
+            Some(spec) => println!(
+                "ok  {} ({} tests, {} points){}",
+                shown.display(),
+                spec.tests.len(),
+                spec.max_score(),
+                if root.is_none() {
+                    "; starter and mutants not checked: the file is not in a course's specs/"
+                } else {
+                    ""
+                }
+            ),
+            None => {
+                print_spec_errors(&outcome.errors);
+                errors += outcome.error_count();
+                bad += 1;
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!(
+            "cargo grade check: {errors} error{} in {bad} of {} spec{}",
+            if errors == 1 { "" } else { "s" },
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" }
+        );
+        Ok(EXIT_ERROR)
+    } else {
+        println!(
+            "{} spec{} valid",
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" }
+        );
+        Ok(EXIT_OK)
+    }
+}
+
+fn list(course: Option<&Path>) -> Result<u8, Failure> {
+    let course = Course::locate(course)?;
+    for spec in course.specs()? {
         println!(
             "{:<7} {:<16} {:<45} {} tests, {} points",
             spec.task.id,
@@ -155,19 +622,21 @@ fn list(course: Option<&Path>) -> Result<u8, String> {
     Ok(EXIT_OK)
 }
 
-fn grade_one(args: GradeArgs) -> Result<u8, String> {
+fn grade_one(args: GradeArgs) -> Result<u8, Failure> {
     let Some(task) = args.task else {
-        return Err("which task? e.g. `cargo grade task1` (see `cargo grade list`)".into());
+        return Err(Failure::Message(
+            "which task? e.g. `cargo grade task1` (see `cargo grade list`)".into(),
+        ));
     };
     if let Some(p) = args.fail_under {
         if !(0.0..=100.0).contains(&p) {
-            return Err(format!(
+            return Err(Failure::Message(format!(
                 "--fail-under {p}: give a percentage between 0 and 100"
-            ));
+            )));
         }
     }
-    let course = Course::locate(args.course.as_deref()).map_err(|e| e.to_string())?;
-    let spec = course.task(&task).map_err(|e| e.to_string())?;
+    let course = Course::locate(args.course.as_deref())?;
+    let spec = course.task_with_overlay(&task, args.instructor_specs.as_deref())?;
     let (submission, shown_path) = match &args.path {
         Some(p) => (p.clone(), p.display().to_string()),
         None => {
@@ -185,15 +654,39 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
         only: args.only,
         shown_path,
     };
-    let report = grade::grade(&course, &spec, &submission, &opts).map_err(|e| e.to_string())?;
-    match args.format {
-        Format::Human => {
-            let mut out = anstream::stdout();
-            report::human::render(&report, &mut out)
-                .map_err(|e| format!("writing the report: {e}"))?;
-        }
-        Format::Json => println!("{}", report::json::render(&report)),
+    let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
+    let cancel = Cancel::new();
+    cancel_on_signals(&cancel);
+    if args.watch {
+        let clear = std::io::stdout().is_terminal();
+        let mut out = anstream::stdout();
+        cargo_grade::watch::run(&ctx, &submission, &opts, clear, &mut out, &cancel)
+            .map_err(|e| e.to_string())?;
+        return Ok(EXIT_OK);
     }
+    // The reporter is an observer: it renders the report, as a student may
+    // see it, when the engine finishes it.
+    let audience = if args.instructor {
+        Audience::Instructor
+    } else {
+        Audience::Student
+    };
+    let reporter = report::Reporter::new(args.format.style(), audience).with_spec(ctx.spec());
+    let report = ctx
+        .grade(
+            Submission {
+                id: &opts.shown_path,
+                dir: &submission,
+                digest: None,
+            },
+            &opts,
+            &reporter,
+            &cancel,
+        )
+        .map_err(|e| e.to_string())?;
+    reporter
+        .result()
+        .map_err(|e| format!("writing the report: {e}"))?;
     if let cargo_grade::result::Outcome::Ungradable(_) = report.outcome {
         return Ok(EXIT_ERROR);
     }

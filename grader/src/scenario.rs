@@ -43,6 +43,9 @@ pub struct ScenarioEnv<'a> {
     pub limits: &'a Limits,
     /// What the round's namespaces hide and show.
     pub confinement: &'a Confinement,
+    /// Set when grading is cancelled (Ctrl-C, a deadline, a newer change in
+    /// watch mode): the running test stops at its next step.
+    pub cancel: &'a AtomicBool,
 }
 
 /// Why a step did not pass.
@@ -129,11 +132,10 @@ struct RoundEnd {
     leftovers: Vec<String>,
     isolation: Isolation,
     isolation_note: Option<String>,
-    protections: Vec<String>,
+    protections: Vec<crate::result::Protection>,
 }
 
-/// Runs `test` and reports its result. `reproduce` and `output` are left for
-/// the caller, which knows how the grader was invoked.
+/// Runs `test` and reports its result.
 pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
     let started = Instant::now();
     let mut result = TestResult {
@@ -143,15 +145,14 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
         max_score: test.points,
         status: Status::Passed,
         visibility: test.visibility,
-        output: String::new(),
         failure: None,
-        hint: test.hint.clone(),
+        note: None,
+        hints: test.hints(),
         faults: Vec::new(),
         leftovers: Vec::new(),
         isolation: None,
         isolation_note: None,
         protections: Vec::new(),
-        reproduce: String::new(),
         duration_ms: 0,
     };
     let mut rng = faults::test_rng(env.seed, &test.name);
@@ -161,7 +162,7 @@ pub fn run_test(env: &ScenarioEnv<'_>, test: &Test) -> TestResult {
             Ok(end) => end,
             Err(e) => {
                 result.status = Status::Error;
-                result.output = e;
+                result.note = Some(e);
                 break;
             }
         };
@@ -221,7 +222,8 @@ fn run_round(
 ) -> Result<RoundEnd, String> {
     let workdir = crate::harness::scratch::create("", 0o700)
         .map_err(|e| format!("could not create a scratch directory: {e}"))?;
-    let identity = Identity::for_round();
+    let identity = Identity::for_round()
+        .map_err(|e| format!("could not take a user id of the round's own: {e}"))?;
     let sandbox = Sandbox::new(env.helper, env.confinement, workdir.path(), identity);
     let budget = Budget::for_test(env.limits, test);
     // RLIMIT_NPROC counts every process of the user: a user of the round's
@@ -284,6 +286,10 @@ fn run_round(
 
     let mut failure = None;
     for (index, step) in test.steps.iter().enumerate() {
+        if env.cancel.load(Ordering::Relaxed) {
+            failure = Some((index + 1, StepFailure::error("grading was cancelled")));
+            break;
+        }
         if let Err(f) = scenario.run_step(step) {
             failure = Some((index + 1, f));
             break;
@@ -316,9 +322,9 @@ fn run_round(
         isolation: scenario.sandbox.isolation(),
         isolation_note: scenario.sandbox.fallback_reason().map(str::to_owned),
         protections: {
-            let mut lines = scenario.sandbox.protections();
-            lines.push(budget.describe());
-            lines
+            let mut list = scenario.sandbox.protections();
+            list.push(budget.describe());
+            list
         },
     })
 }

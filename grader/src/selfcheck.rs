@@ -11,10 +11,14 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::course::Course;
-use crate::grade::{self, GradeOptions};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::events::{Cancel, Event, Fanout, Observer};
+use crate::grade::{GradeOptions, Submission, TaskContext};
 use crate::result::{Outcome, Report};
 use crate::spec::{Spec, SpecError};
 
@@ -22,8 +26,7 @@ use crate::spec::{Spec, SpecError};
 pub const STARTER_MAX_PERCENT: f64 = 10.0;
 
 /// One known-buggy variant of the reference solution.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Mutant {
     pub name: String,
     pub description: String,
@@ -37,45 +40,18 @@ pub struct Mutant {
     pub catches: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MutantsFile {
-    #[serde(rename = "mutant")]
-    mutants: Vec<Mutant>,
-}
-
 /// The path of a task's mutants file.
 pub fn mutants_path(course: &Course, spec: &Spec) -> PathBuf {
     course.solution_dir(spec).join("mutants.toml")
 }
 
-/// Reads and validates the mutants of a task against its spec.
+/// Reads and validates the mutants of a task against its spec and its
+/// solution (see [`crate::check::read_mutants`]).
 pub fn load_mutants(path: &Path, spec: &Spec) -> Result<Vec<Mutant>, SpecError> {
-    let err = |line: Option<usize>, message: String| SpecError {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
-    let file: MutantsFile =
-        toml::from_str(&text).map_err(|e| err(None, e.to_string().trim_end().to_owned()))?;
-    for m in &file.mutants {
-        if m.catches.is_empty() {
-            return Err(err(
-                None,
-                format!("mutant {:?}: `catches` lists no test", m.name),
-            ));
-        }
-        for t in &m.catches {
-            if !spec.tests.iter().any(|test| &test.name == t) {
-                return Err(err(
-                    None,
-                    format!("mutant {:?}: catches unknown test {t:?}", m.name),
-                ));
-            }
-        }
-    }
-    Ok(file.mutants)
+    let shown = crate::check::shown(path);
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError::unreadable(&shown, &e))?;
+    let tests: Vec<String> = spec.tests.iter().map(|t| t.name.clone()).collect();
+    crate::check::read_mutants(&shown, &text, Some(&tests), path.parent())
 }
 
 /// Writes the mutant's crate (the solution with the patch applied) into `dir`.
@@ -163,62 +139,127 @@ impl SelfCheck {
     }
 }
 
-/// Grades the solution, the starter and every mutant of `spec`.
+/// Judges each finished report by the role of its subject.
+struct Judge<'r> {
+    roles: BTreeMap<String, &'r Role>,
+    checks: Mutex<BTreeMap<String, Check>>,
+}
+
+impl Observer for Judge<'_> {
+    fn event(&self, event: &Event<'_>) {
+        let Event::Finished { id, report } = event else {
+            return;
+        };
+        let Some(role) = self.roles.get(*id) else {
+            return;
+        };
+        let mut check = match role {
+            Role::Reference | Role::Alternative => judge_reference(report),
+            Role::Starter => judge_starter(report),
+            Role::Mutant(m) => judge_mutant(m, report),
+        };
+        check.subject = (*id).to_owned();
+        self.checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(check.subject.clone(), check);
+    }
+}
+
+/// What one subject of a self-check is.
+enum Role {
+    Reference,
+    Alternative,
+    Starter,
+    Mutant(Mutant),
+}
+
+/// Grades the reference, the alternatives, the starter and every mutant of
+/// `spec`, `jobs` at once, on one prepared task.
 pub fn run(
     course: &Course,
     spec: &Spec,
     seed: u64,
+    jobs: usize,
+    observer: &dyn Observer,
+    cancel: &Cancel,
 ) -> Result<SelfCheck, Box<dyn std::error::Error>> {
     let mutants = load_mutants(&mutants_path(course, spec), spec)?;
-    let opts = |shown: String| GradeOptions {
-        seed,
-        only: None,
-        shown_path: shown,
-    };
-    let mut checks = Vec::new();
-
+    let slug = &spec.task.slug;
     let solution = course.solution_dir(spec);
-    let reference = grade::grade(
-        course,
-        spec,
-        &solution,
-        &opts(format!("solutions/{}", spec.task.slug)),
-    )?;
-    checks.push(judge_reference(&reference));
-
+    // (subject, shown path, crate dir, role); mutants in temporary crates.
+    let mut subjects: Vec<(String, String, PathBuf, Role)> = vec![(
+        "reference".into(),
+        format!("solutions/{slug}"),
+        solution.clone(),
+        Role::Reference,
+    )];
     for (name, dir) in course.alternatives(spec) {
-        let report = grade::grade(
-            course,
-            spec,
-            &dir,
-            &opts(format!("solutions/{}/alternatives/{name}", spec.task.slug)),
-        )?;
-        let mut check = judge_reference(&report);
-        check.subject = format!("alternative {name}");
-        checks.push(check);
+        subjects.push((
+            format!("alternative {name}"),
+            format!("solutions/{slug}/alternatives/{name}"),
+            dir,
+            Role::Alternative,
+        ));
     }
-
-    let starter = grade::grade(
-        course,
-        spec,
-        &course.starter_dir(spec),
-        &opts(format!("starter/{}", spec.task.slug)),
-    )?;
-    checks.push(judge_starter(&starter));
-
-    for mutant in &mutants {
+    subjects.push((
+        "starter".into(),
+        format!("starter/{slug}"),
+        course.starter_dir(spec),
+        Role::Starter,
+    ));
+    let mut temps = Vec::new();
+    for mutant in mutants {
         let dir = tempfile::Builder::new()
             .prefix("cargo-grade-mutant-")
             .tempdir()?;
-        materialise(mutant, &solution, dir.path())?;
-        let report = grade::grade(
-            course,
-            spec,
-            dir.path(),
-            &opts(format!("<mutant {}>", mutant.name)),
-        )?;
-        checks.push(judge_mutant(mutant, &report));
+        materialise(&mutant, &solution, dir.path())?;
+        subjects.push((
+            format!("mutant {}", mutant.name),
+            format!("<mutant {}>", mutant.name),
+            dir.path().to_owned(),
+            Role::Mutant(mutant),
+        ));
+        temps.push(dir);
     }
+    let ctx = TaskContext::prepare(course, spec.clone())?;
+    // The self-check is an observer too: it judges each report as the
+    // engine finishes it.
+    let judge = Judge {
+        roles: subjects
+            .iter()
+            .map(|(subject, _, _, role)| (subject.clone(), role))
+            .collect(),
+        checks: Mutex::new(BTreeMap::new()),
+    };
+    let observers = Fanout(vec![&judge, observer]);
+    let graded = crate::pool::map(&subjects, jobs, |(subject, shown, dir, _)| {
+        let opts = GradeOptions {
+            seed,
+            only: Vec::new(),
+            shown_path: shown.clone(),
+        };
+        ctx.grade(
+            Submission {
+                id: subject,
+                dir,
+                digest: None,
+            },
+            &opts,
+            &observers,
+            cancel,
+        )
+        .map(|_| ())
+    });
+    for g in graded {
+        g?;
+    }
+    let mut judged = judge.checks.into_inner().unwrap_or_else(|p| p.into_inner());
+    let checks: Vec<Check> = subjects
+        .iter()
+        .filter_map(|(subject, ..)| judged.remove(subject))
+        .collect();
+    drop(temps);
     Ok(SelfCheck {
         task: spec.task.id.clone(),
         seed,
@@ -267,7 +308,7 @@ pub fn judge_starter(report: &Report) -> Check {
             report.percent()
         ),
         Outcome::BuildFailed => "the starter does not compile".into(),
-        Outcome::Ungradable(why) => format!("not graded: {why}"),
+        Outcome::Ungradable(why) | Outcome::Rejected(why) => format!("not graded: {why}"),
     };
     summary("starter".into(), report, ok, detail)
 }
@@ -300,7 +341,7 @@ pub fn judge_mutant(mutant: &Mutant, report: &Report) -> Check {
             "does not compile: {}",
             report.build.diagnostics.lines().next().unwrap_or("")
         ),
-        Outcome::Ungradable(why) => format!("not graded: {why}"),
+        Outcome::Ungradable(why) | Outcome::Rejected(why) => format!("not graded: {why}"),
     };
     summary(format!("mutant {}", mutant.name), report, ok, detail)
 }

@@ -138,15 +138,26 @@ fn json_report_has_the_documented_fields() {
         "score",
         "max_score",
         "status",
-        "output",
-        "reproduce",
-        "hint",
+        "hints",
+        "faults",
+        "leftovers",
     ] {
         assert!(t.get(key).is_some(), "test is missing {key}");
     }
     assert_eq!(t["status"], "passed");
+    for key in [
+        "schema_version",
+        "submission_id",
+        "spec_digest",
+        "grader_version",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}");
+    }
+    // The JSON report is the result model: it reads back as one.
+    let back: cargo_grade::result::Report = serde_json::from_value(report.clone()).unwrap();
+    assert_eq!(back.seed, 7);
     assert_eq!(
-        t["reproduce"],
+        back.reproduce("sigint_not_fatal"),
         "cargo grade task1 --path solutions/task1-signals --only sigint_not_fatal --seed 7"
     );
 }
@@ -177,4 +188,196 @@ fn installed_form_and_alias_form_agree() {
     cmd.assert()
         .success()
         .stdout(predicate::str::contains("task1-signals"));
+}
+
+/// Grades with `--format FORMAT`, returning the exit status and stdout.
+fn grade_as(format: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = grader(args);
+    cmd.args(["--format", format]).env_remove("GITHUB_OUTPUT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the grader");
+    (
+        out.status.code().expect("exits normally"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn classroom_result(encoded: &str) -> serde_json::Value {
+    let bytes = cargo_grade::report::classroom::decode_base64(encoded.trim()).expect("base64");
+    serde_json::from_slice(&bytes).expect("JSON inside")
+}
+
+const ONE_TEST: &[&str] = &[
+    "task1",
+    "--path",
+    "solutions/task1-signals",
+    "--only",
+    "echo_and_eof",
+];
+
+#[test]
+fn lms_formats_of_one_grade() {
+    let (code, out) = grade_as("gradescope", ONE_TEST, &[]);
+    assert_eq!(code, 0, "{out}");
+    let gs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (gs["score"].as_u64(), gs["tests"][0]["status"].as_str()),
+        (Some(1), Some("passed"))
+    );
+    assert_eq!(gs["tests"][0]["name"], "echo_and_eof");
+
+    let (code, out) = grade_as("prairielearn", ONE_TEST, &[]);
+    assert_eq!(code, 0, "{out}");
+    let pl: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (pl["gradable"].as_bool(), pl["score"].as_f64()),
+        (Some(true), Some(1.0))
+    );
+
+    let (code, out) = grade_as("junit", ONE_TEST, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("<?xml"), "{out}");
+    assert_eq!(
+        out.matches("<testcase name=\"echo_and_eof\"").count(),
+        1,
+        "{out}"
+    );
+
+    // GitHub Classroom: the base64 line on stdout and in $GITHUB_OUTPUT.
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("github_output");
+    let (code, out) = grade_as(
+        "github-classroom",
+        ONE_TEST,
+        &[("GITHUB_OUTPUT", output.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{out}");
+    let written = std::fs::read_to_string(&output).unwrap();
+    assert_eq!(written, format!("result={}", out));
+    let result = classroom_result(&out);
+    assert_eq!(
+        (result["version"].as_u64(), result["status"].as_str()),
+        (Some(1), Some("pass"))
+    );
+    assert_eq!(result["max_score"], 1);
+    assert_eq!(result["tests"][0]["score"], 1);
+}
+
+#[test]
+fn lms_formats_of_a_build_failure_are_graded_zeros() {
+    let broken = copy_crate(&course_root().join("starter/task1-signals"));
+    std::fs::write(
+        broken.path().join("src/main.rs"),
+        "fn main() { undefined_thing(); }\n",
+    )
+    .unwrap();
+    let path = broken.path().to_str().unwrap();
+    let args = ["task1", "--path", path, "--only", "echo_and_eof"];
+    let (code, out) = grade_as("gradescope", &args, &[]);
+    assert_eq!(code, 0, "a build failure is a verdict: {out}");
+    let gs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(gs["score"].as_u64(), Some(0));
+    assert!(
+        gs["output"].as_str().unwrap().contains("undefined_thing"),
+        "{gs:#}"
+    );
+    let (_, out) = grade_as("prairielearn", &args, &[]);
+    let pl: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (pl["gradable"].as_bool(), pl["score"].as_f64()),
+        (Some(true), Some(0.0))
+    );
+    let (_, out) = grade_as("github-classroom", &args, &[]);
+    let gc = classroom_result(&out);
+    assert_eq!(
+        (gc["status"].as_str(), gc["max_score"].as_u64()),
+        (Some("fail"), Some(1))
+    );
+}
+
+#[test]
+fn lms_formats_never_turn_a_machine_fault_into_a_zero() {
+    // cargo cannot be run: the grader cannot build, which is not the
+    // student's fault.
+    let env = [("CARGO", "/nonexistent/cargo")];
+    let (code, out) = grade_as("gradescope", ONE_TEST, &env);
+    assert_eq!(code, 2, "{out}");
+    let gs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(gs.get("score").is_none(), "{gs:#}");
+    assert!(gs["output"].as_str().unwrap().contains("COULD NOT GRADE"));
+    let (code, out) = grade_as("prairielearn", ONE_TEST, &env);
+    assert_eq!(code, 2);
+    let pl: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(pl["gradable"], false);
+    assert!(pl.get("score").is_none(), "{pl:#}");
+    let (code, out) = grade_as("github-classroom", ONE_TEST, &env);
+    assert_eq!(code, 2);
+    let gc = classroom_result(&out);
+    assert_eq!(
+        (gc["status"].as_str(), gc["max_score"].as_u64()),
+        (Some("error"), Some(0))
+    );
+}
+
+#[test]
+fn selfcheck_accepts_only_its_own_formats() {
+    grader(&["selfcheck", "task1", "--format", "gradescope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("human").and(predicate::str::contains("json")));
+}
+
+#[test]
+fn an_overlays_hidden_test_is_in_no_lms_format() {
+    // The reference fails the hidden test at its last step, so the failure
+    // has the secret input in its steps, the secret expectation, and the
+    // program's echo of the input in its output: all there to leak.
+    let overlay = tempfile::tempdir().unwrap();
+    std::fs::write(
+        overlay.path().join("task1-signals.toml"),
+        "[[test]]\nname = \"instructor_echo\"\npoints = 2\ndescription = \"OVERLAYSECRETDESC\"\n\
+         steps = [\n  { start = \"main\" },\n  { expect = '^ready$' },\n\
+         \x20 { send_line = \"OVERLAYSECRETINPUT\" },\n  { expect = '^OVERLAYSECRETEXPECT$' },\n]\n",
+    )
+    .unwrap();
+    let ov = overlay.path().to_str().unwrap();
+    let args = [
+        "task1",
+        "--path",
+        "solutions/task1-signals",
+        "--instructor-specs",
+        ov,
+        "--only",
+        "instructor_echo",
+    ];
+    for format in ["gradescope", "prairielearn", "github-classroom", "junit"] {
+        let (code, out) = grade_as(format, &args, &[]);
+        assert_eq!(code, 0, "{format}: {out}");
+        let shown = if format == "github-classroom" {
+            classroom_result(&out).to_string()
+        } else {
+            out
+        };
+        assert!(shown.contains("instructor_echo"), "{format}: {shown}");
+        assert!(!shown.contains("OVERLAYSECRET"), "{format} leaks: {shown}");
+    }
+    // Even asked for the instructor's view, a student-facing LMS format
+    // stays one.
+    let mut with_instructor = args.to_vec();
+    with_instructor.push("--instructor");
+    let (_, out) = grade_as("gradescope", &with_instructor, &[]);
+    assert!(!out.contains("OVERLAYSECRET"), "{out}");
+    let (_, out) = grade_as("json", &with_instructor, &[]);
+    for secret in [
+        "OVERLAYSECRETDESC",
+        "OVERLAYSECRETINPUT",
+        "OVERLAYSECRETEXPECT",
+    ] {
+        assert!(
+            out.contains(secret),
+            "the instructor's JSON has {secret}: {out}"
+        );
+    }
 }

@@ -48,14 +48,9 @@ fn every_step_passes_fails_or_times_out_as_its_name_says() {
             "timeout" => "timeout",
             other => panic!("fixture test {name} has no status prefix ({other})"),
         };
-        assert_eq!(
-            t["status"],
-            want,
-            "{name}: {}",
-            t["output"].as_str().unwrap()
-        );
+        assert_eq!(t["status"], want, "{name}: {}", common::explanation(t));
         if want != "passed" {
-            let output = t["output"].as_str().unwrap();
+            let output = common::explanation(t);
             assert!(
                 output.contains("Expected: ") && output.contains("Observed: "),
                 "{name}: {output}"
@@ -159,16 +154,16 @@ fn without_namespaces_isolation_falls_back_to_unique_names() {
     for t in report["tests"].as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
         if name.starts_with("pass_") {
-            assert_eq!(t["status"], "passed", "{name}: {}", t["output"]);
+            assert_eq!(t["status"], "passed", "{name}: {}", common::explanation(t));
         }
     }
     let t = common::test(&report, "fail_leftovers_are_listed");
     let observed = t["failure"]["observed"].as_str().unwrap();
     assert!(observed.contains("POSIX shared memory \"/cg"), "{observed}");
     // The header says what is missing, and what still holds.
-    let protections = report["environment"]["protections"].to_string();
+    let protections = common::protection_lines(&report).join("\n");
     assert!(
-        protections.contains("NOT ACTIVE: namespaces (CARGO_GRADE_ISOLATION=none)"),
+        protections.contains("NOT ACTIVE: namespaces: CARGO_GRADE_ISOLATION=none"),
         "{protections}"
     );
     assert!(protections.contains("limits per process"), "{protections}");
@@ -180,12 +175,7 @@ fn the_report_header_lists_every_protection_in_force() {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let report = grade_fixture_with("1", &[]);
-    let protections: Vec<String> = report["environment"]["protections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_owned())
-        .collect();
+    let protections = common::protection_lines(&report);
     let has = |text: &str| protections.iter().any(|p| p.contains(text));
     assert!(has("limits per process"), "{protections:#?}");
     assert!(has("child subreaper"), "{protections:#?}");

@@ -70,16 +70,16 @@ impl Budget {
         ]
     }
 
-    /// The budget in words, for the report header.
-    pub fn describe(&self) -> String {
-        format!(
-            "limits per process: {} s of CPU, {} MiB of memory (RLIMIT_DATA), {} open files, files up to {} MiB, no core dumps; {} processes and threads per test",
+    /// The budget, for the report header.
+    pub fn describe(&self) -> crate::result::Protection {
+        crate::result::Protection::active("limits per process", format!(
+            "{} s of CPU, {} MiB of memory (RLIMIT_DATA), {} open files, files up to {} MiB, no core dumps; {} processes and threads per test",
             self.cpu_s,
             self.memory >> 20,
             self.open_files,
             self.file_size >> 20,
             self.processes
-        )
+        ))
     }
 }
 

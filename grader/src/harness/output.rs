@@ -90,7 +90,7 @@ impl CapturedStream {
         }
         let mut st = self.lock();
         if !st.partial.is_empty() && !st.truncated {
-            let last = String::from_utf8_lossy(&std::mem::take(&mut st.partial)).into_owned();
+            let last = decode(&std::mem::take(&mut st.partial));
             st.lines.push(last);
         }
         st.eof = true;
@@ -118,7 +118,7 @@ impl CapturedStream {
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            st.lines.push(String::from_utf8_lossy(&line).into_owned());
+            st.lines.push(decode(&line));
             rest = &rest[pos + 1..];
         }
         st.partial.extend_from_slice(rest);
@@ -202,10 +202,7 @@ impl CapturedStream {
         let start = st.lines.len().saturating_sub(n);
         let mut out: Vec<String> = st.lines[start..].iter().map(|l| clip(l)).collect();
         if !st.partial.is_empty() {
-            out.push(format!(
-                "{} (no newline)",
-                clip(&String::from_utf8_lossy(&st.partial))
-            ));
+            out.push(format!("{} (no newline)", clip(&decode(&st.partial))));
         }
         out
     }
@@ -246,6 +243,22 @@ impl CapturedStream {
     }
 }
 
+/// A program's bytes as text: valid UTF-8 as it is, and each byte of an
+/// invalid sequence as a visible `\xNN`, so that a report shows what the
+/// program wrote instead of dropping or replacing it. (Control characters
+/// stay as they are here, for matching; reporters escape them for display.)
+pub fn decode(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// Longest line shown in a report: a 4 MiB line (a flood without
 /// newlines) must not be copied into every failed test's explanation.
 pub const MAX_SHOWN_LINE: usize = 400;
@@ -274,6 +287,12 @@ mod tests {
         let shown = clip(&long);
         assert!(shown.starts_with(&"é".repeat(MAX_SHOWN_LINE / 2)));
         assert!(shown.ends_with(&format!("... ({} more bytes)", long.len() - MAX_SHOWN_LINE)));
+    }
+
+    #[test]
+    fn invalid_utf8_is_shown_byte_by_byte() {
+        assert_eq!(decode(b"caf\xe9 ok \xff\xfe"), "caf\\xe9 ok \\xff\\xfe");
+        assert_eq!(decode("é\x1b[1m".as_bytes()), "é\x1b[1m");
     }
 
     #[test]

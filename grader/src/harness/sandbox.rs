@@ -26,6 +26,7 @@
 //! name and key a spec hands to a program contains a token unique to the run
 //! (`{run}`, `{key}`). The report says which isolation was used.
 
+use crate::result::Protection;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::ErrorKind;
@@ -39,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 use super::cgroup::MemoryCgroup;
-use super::identity::Identity;
+use super::identity::{Identity, Lease};
 
 /// Which isolation a test ran under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,15 +102,30 @@ pub struct Confinement {
 }
 
 /// `cargo-grade peer hold [UID]`, with a pipe on stdin that only the grader
-/// holds (see [`hold`]).
-fn holder_command(helper: &Path, identity: Option<Identity>) -> Command {
+/// holds (see [`hold`]). The holder inherits the uid's lease: if the grader
+/// is killed, the uid stays taken until the holder has killed every process
+/// of it and exited.
+fn holder_command(helper: &Path, lease: Option<&Lease>) -> Command {
     let mut cmd = Command::new(helper);
     cmd.args(["peer", "hold"])
-        .args(identity.map(|id| id.uid.to_string()))
+        .args(lease.map(|l| l.identity().uid.to_string()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);
+    if let Some(fd) = lease.map(|l| l.lock_fd().as_raw_fd()) {
+        // SAFETY: fcntl on a descriptor of the forked child, before exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                check(if flags < 0 {
+                    -1
+                } else {
+                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+                })
+            });
+        }
+    }
     cmd
 }
 
@@ -149,6 +165,8 @@ pub struct Sandbox {
     /// `/proc/HOLDER/root`: the round's files as the grader reaches them.
     root: Option<PathBuf>,
     identity: Option<Identity>,
+    /// The lease of `identity`'s uid, released after the holder is gone.
+    lease: Option<Lease>,
     disk_bytes: u64,
     hides_course: bool,
     /// The round's memory cgroup, or why there is none.
@@ -167,6 +185,7 @@ impl Sandbox {
             net: None,
             root: None,
             identity: None,
+            lease: None,
             disk_bytes: 0,
             hides_course: false,
             memory: Err("not asked for".into()),
@@ -174,16 +193,18 @@ impl Sandbox {
     }
 
     /// A fresh sandbox for a round whose scratch directory is `workdir` and
-    /// whose processes run as `identity`: namespaces if they can be made
+    /// whose processes run as the uid of `lease` (which the sandbox keeps
+    /// until the round's processes are gone): namespaces if they can be made
     /// (and `CARGO_GRADE_ISOLATION` is not `none`), else the host's.
     /// `helper` is the grader binary, which runs the holder.
     pub fn new(
         helper: &Path,
         confinement: &Confinement,
         workdir: &Path,
-        identity: Option<Identity>,
+        lease: Option<Lease>,
     ) -> Sandbox {
-        let fallback = |why: String| {
+        let identity = lease.as_ref().map(Lease::identity);
+        let fallback = |why: String, lease: Option<Lease>| {
             let mut s = Sandbox::host();
             s.identity = identity;
             s.fallback_reason = Some(why);
@@ -193,32 +214,40 @@ impl Sandbox {
                 let _ = std::os::unix::fs::chown(workdir, Some(id.uid), Some(id.gid));
                 // No namespaces to hold, but the holder still outlives a
                 // killed grader to kill the round's user.
-                s.holder = holder_command(helper, identity)
+                s.holder = holder_command(helper, lease.as_ref())
                     .spawn()
                     .ok()
                     .and_then(|h| await_ready(h).ok());
             }
+            s.lease = lease;
             s
         };
         if std::env::var_os("CARGO_GRADE_ISOLATION").is_some_and(|v| v == "none") {
-            return fallback("CARGO_GRADE_ISOLATION=none".into());
+            return fallback("CARGO_GRADE_ISOLATION=none".into(), lease);
         }
         if NAMESPACES_FAILED.load(Ordering::Relaxed) {
-            return fallback("namespaces failed earlier in this run".into());
+            return fallback("namespaces failed earlier in this run".into(), lease);
         }
         let with_net = !NETWORK_FAILED.load(Ordering::Relaxed);
-        let attempt = Sandbox::with_namespaces(helper, confinement, workdir, identity, with_net);
+        let attempt =
+            Sandbox::with_namespaces(helper, confinement, workdir, lease.as_ref(), with_net);
         let attempt = match attempt {
             Err(_) if with_net => {
                 NETWORK_FAILED.store(true, Ordering::Relaxed);
-                Sandbox::with_namespaces(helper, confinement, workdir, identity, false)
+                Sandbox::with_namespaces(helper, confinement, workdir, lease.as_ref(), false)
             }
             other => other,
         };
-        let mut sandbox = attempt.unwrap_or_else(|e| {
-            NAMESPACES_FAILED.store(true, Ordering::Relaxed);
-            fallback(e)
-        });
+        let mut sandbox = match attempt {
+            Ok(mut sandbox) => {
+                sandbox.lease = lease;
+                sandbox
+            }
+            Err(e) => {
+                NAMESPACES_FAILED.store(true, Ordering::Relaxed);
+                fallback(e, lease)
+            }
+        };
         sandbox.memory = memory_cgroup(workdir, confinement.memory_bytes);
         sandbox
     }
@@ -227,11 +256,12 @@ impl Sandbox {
         helper: &Path,
         confinement: &Confinement,
         workdir: &Path,
-        identity: Option<Identity>,
+        lease: Option<&Lease>,
         with_net: bool,
     ) -> Result<Sandbox, String> {
+        let identity = lease.map(Lease::identity);
         let plan = MountPlan::new(confinement, workdir, identity)?;
-        let mut cmd = holder_command(helper, identity);
+        let mut cmd = holder_command(helper, lease);
         let mut flags = libc::CLONE_NEWIPC | libc::CLONE_NEWNS;
         if with_net {
             flags |= libc::CLONE_NEWNET;
@@ -283,6 +313,7 @@ impl Sandbox {
             mnt: Some(mnt),
             net,
             identity,
+            lease: None,
             disk_bytes: confinement.disk_bytes,
             hides_course: !confinement.hidden.is_empty(),
             memory: Err("not made yet".into()),
@@ -335,50 +366,67 @@ impl Sandbox {
         self.view(Path::new("/dev/shm"))
     }
 
-    /// The protections this round's processes ran under, one line each,
-    /// for the report header (what is missing says so, and why).
-    pub fn protections(&self) -> Vec<String> {
-        let mut lines = Vec::new();
+    /// The protections this round's processes ran under, for the report
+    /// header: each one in force, or missing and why.
+    pub fn protections(&self) -> Vec<Protection> {
+        let mut list = Vec::new();
         let disk = self.disk_bytes >> 20;
         match self.isolation {
             Isolation::Namespaces => {
-                lines.push(format!(
-                    "private IPC and mount namespaces per test: own System V IPC, own /dev/shm and /tmp; the scratch directory is a {disk} MiB tmpfs"
+                list.push(Protection::active(
+                    "private IPC and mount namespaces per test",
+                    format!("own System V IPC, own /dev/shm and /tmp; the scratch directory is a {disk} MiB tmpfs"),
                 ));
-                lines.push(if self.net.is_some() {
-                    "private network namespace: no network but loopback and Unix sockets".into()
+                list.push(if self.net.is_some() {
+                    Protection::active(
+                        "private network namespace",
+                        "no network but loopback and Unix sockets",
+                    )
                 } else {
-                    "NOT ACTIVE: network isolation (a network namespace could not be created)"
-                        .into()
+                    Protection::missing(
+                        "network isolation",
+                        "a network namespace could not be created",
+                    )
                 });
                 if self.hides_course {
-                    lines.push("the course (reference solutions, specs, builds, reports) and the submission's sources hidden from student processes; binaries read-only".into());
+                    list.push(Protection::active(
+                        "course hidden",
+                        "the course (reference solutions, specs, builds, reports) and the submission's sources hidden from student processes; binaries read-only",
+                    ));
                 }
             }
             Isolation::UniqueNames => {
                 let why = self.fallback_reason.as_deref().unwrap_or("unavailable");
-                lines.push(format!(
-                    "NOT ACTIVE: namespaces ({why}): tests share the host's IPC, /tmp and network (IPC names and keys are unique to each run); the course is not hidden; disk use is bounded per file only"
+                list.push(Protection::missing(
+                    "namespaces",
+                    format!("{why}: tests share the host's IPC, /tmp and network (IPC names and keys are unique to each run); the course is not hidden; disk use is bounded per file only"),
                 ));
             }
         }
-        lines.push(match &self.memory {
-            Ok(cgroup) => format!(
-                "memory of all of a test's processes together limited to {} MiB, shared memory included (a memory cgroup)",
-                cgroup.limit >> 20
+        list.push(match &self.memory {
+            Ok(cgroup) => Protection::active(
+                "a memory limit for the test as a whole",
+                format!(
+                    "memory of all of a test's processes together limited to {} MiB, shared memory included (a memory cgroup)",
+                    cgroup.limit >> 20
+                ),
             ),
-            Err(why) => format!(
-                "NOT ACTIVE: a memory limit for the test as a whole ({why}): memory is limited per process only"
+            Err(why) => Protection::missing(
+                "a memory limit for the test as a whole",
+                format!("{why}: memory is limited per process only"),
             ),
         });
-        lines.push(match self.identity {
-            Some(id) => format!(
-                "student processes run as an unprivileged user of their own per test (uid {}...): process limits apply, and the grader, other tests and root's files are out of reach",
-                id.uid & !0x3f
+        list.push(match self.identity {
+            Some(_) => Protection::active(
+                "a user of their own",
+                "student processes run as an unprivileged user of their own per test: process limits apply, and the grader, other tests and root's files are out of reach",
             ),
-            None => "NOT ACTIVE: a user of their own (the grader is not root, or CARGO_GRADE_USER=keep): student processes run as the grader's user, so the process limit counts all of that user's processes".into(),
+            None => Protection::missing(
+                "a user of their own",
+                "the grader is not root, or CARGO_GRADE_USER=keep: student processes run as the grader's user, so the process limit counts all of that user's processes",
+            ),
         });
-        lines
+        list
     }
 
     /// Runs `f` in the test's IPC namespace (on a thread of its own, which

@@ -7,6 +7,7 @@ use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 
+use super::safe::visible as v;
 use crate::result::{Outcome, Report, Status, TestResult};
 use crate::spec::Visibility;
 
@@ -32,10 +33,10 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{BOLD}cargo-grade{BOLD:#} {} · {BOLD}{}{BOLD:#} {} · submission {} · seed {}",
-        report.environment.grader_version,
+        report.grader_version,
         report.task,
         report.title,
-        report.submission,
+        v(&report.submission),
         report.seed
     )?;
     if report.environment.protections.is_empty() {
@@ -46,11 +47,15 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     } else {
         writeln!(out, "{DIM}sandbox:{DIM:#}")?;
-        for line in &report.environment.protections {
-            if line.starts_with("NOT ACTIVE") {
-                writeln!(out, "  {YELLOW}- {line}{YELLOW:#}")?;
+        for p in &report.environment.protections {
+            if p.active {
+                writeln!(out, "  {DIM}- {}: {}{DIM:#}", p.name, p.detail)?;
             } else {
-                writeln!(out, "  {DIM}- {line}{DIM:#}")?;
+                writeln!(
+                    out,
+                    "  {YELLOW}- NOT ACTIVE: {}: {}{YELLOW:#}",
+                    p.name, p.detail
+                )?;
             }
         }
     }
@@ -60,10 +65,17 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
                 out,
                 "{RED}build failed{RED:#}: your code does not compile, so every test scores 0."
             )?;
-            writeln!(out, "{}", report.build.diagnostics.trim_end())?;
+            writeln!(out, "{}", v(report.build.diagnostics.trim_end()))?;
+        }
+        Outcome::Rejected(why) => {
+            writeln!(
+                out,
+                "{RED}submission rejected{RED:#}: {}; nothing of it was built or run, so every test scores 0.",
+                v(why)
+            )?;
         }
         Outcome::Ungradable(why) => {
-            writeln!(out, "{YELLOW}could not grade{YELLOW:#}: {why}")?;
+            writeln!(out, "{YELLOW}could not grade{YELLOW:#}: {}", v(why))?;
             writeln!(
                 out,
                 "This is a problem of the grader or the machine, not a verdict on your code."
@@ -78,6 +90,48 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
     writeln!(out)?;
+    test_lines(report, out)?;
+    details(report, out, usize::MAX)?;
+    writeln!(out)?;
+    score_line(report, out)
+}
+
+/// Watch mode's view: the score first, a line per test, then the first
+/// failure (or first shared cause) in full.
+pub fn render_summary_first(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    score_line(report, out)?;
+    match &report.outcome {
+        Outcome::BuildFailed => {
+            writeln!(out, "{RED}build failed{RED:#}: your code does not compile.")?;
+            writeln!(out, "{}", v(report.build.diagnostics.trim_end()))?;
+            return Ok(());
+        }
+        Outcome::Rejected(why) | Outcome::Ungradable(why) => {
+            writeln!(out, "{YELLOW}not graded{YELLOW:#}: {}", v(why))?;
+            return Ok(());
+        }
+        Outcome::Graded => {}
+    }
+    writeln!(out)?;
+    test_lines(report, out)?;
+    let shown = details(report, out, 1)?;
+    let failed = report
+        .tests
+        .iter()
+        .filter(|t| !matches!(t.status, Status::Passed | Status::NotRun))
+        .count();
+    if failed > shown {
+        writeln!(
+            out,
+            "{DIM}({} more failed; `cargo grade {}` without --watch explains each){DIM:#}",
+            failed - shown,
+            report.task
+        )?;
+    }
+    Ok(())
+}
+
+fn test_lines(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     let width = report.tests.iter().map(|t| t.name.len()).max().unwrap_or(0);
     for t in &report.tests {
         let (style, label) = status_style(t.status);
@@ -90,15 +144,63 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
             t.duration_ms as f64 / 1000.0
         )?;
     }
-    for t in report
-        .tests
-        .iter()
-        .filter(|t| !matches!(t.status, Status::Passed | Status::NotRun))
-    {
+    Ok(())
+}
+
+/// Explains up to `most` failures, a cause shared by several tests once;
+/// returns how many tests the explanations covered.
+fn details(report: &Report, out: &mut dyn Write, most: usize) -> std::io::Result<usize> {
+    let causes = super::root_causes(report);
+    let (mut shown, mut covered) = (0, 0);
+    for (i, t) in report.tests.iter().enumerate() {
+        if matches!(t.status, Status::Passed | Status::NotRun) {
+            continue;
+        }
+        let cause = causes.iter().find(|c| c.members.contains(&i));
+        if cause.is_some_and(|c| c.members[0] != i) {
+            continue;
+        }
+        if shown == most {
+            break;
+        }
+        shown += 1;
+        covered += cause.map_or(1, |c| c.members.len());
         writeln!(out)?;
-        explain(t, out)?;
+        if let Some(c) = cause {
+            let names: Vec<&str> = c
+                .members
+                .iter()
+                .map(|&m| report.tests[m].name.as_str())
+                .collect();
+            let lost: u32 = c
+                .members
+                .iter()
+                .map(|&m| report.tests[m].max_score - report.tests[m].score)
+                .sum();
+            writeln!(
+                out,
+                "{RED}{} tests failed for one cause ({lost} points): {}{RED:#}",
+                names.len(),
+                names.join(", ")
+            )?;
+        }
+        explain(report, t, out)?;
+        if let Some(c) = cause {
+            let others: Vec<&str> = c.members[1..]
+                .iter()
+                .map(|&m| report.tests[m].name.as_str())
+                .collect();
+            writeln!(
+                out,
+                "{DIM}The same failure took down {} (rerun one with --only NAME).{DIM:#}",
+                others.join(", ")
+            )?;
+        }
     }
-    writeln!(out)?;
+    Ok(covered)
+}
+
+fn score_line(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     let style = if report.score == report.max_score {
         GREEN
     } else {
@@ -116,7 +218,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
+fn explain(report: &Report, t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
     let (style, _) = status_style(t.status);
     writeln!(
         out,
@@ -129,37 +231,43 @@ fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
     if !t.description.is_empty() && t.visibility == Visibility::Visible {
         writeln!(out, "{DIM}{}{DIM:#}", t.description.trim())?;
     }
+    // What a hidden test shows was decided by `Report::for_audience`: a
+    // failure still here is one this audience may read.
     match (&t.failure, t.visibility) {
-        (Some(f), Visibility::Visible) => {
+        (Some(f), _) => {
             writeln!(out, "{BOLD}What the grader did:{BOLD:#}")?;
             for (i, action) in f.actions.iter().enumerate() {
                 let marker = if i + 1 == f.actions.len() { "→" } else { " " };
-                writeln!(out, "  {marker} {}. {action}", i + 1)?;
+                writeln!(out, "  {marker} {}. {}", i + 1, v(action))?;
             }
             writeln!(
                 out,
                 "{BOLD}Expected:{BOLD:#} {GREEN}{}{GREEN:#}",
-                f.expected
+                v(&f.expected)
             )?;
-            writeln!(out, "{BOLD}Observed:{BOLD:#} {RED}{}{RED:#}", f.observed)?;
+            writeln!(
+                out,
+                "{BOLD}Observed:{BOLD:#} {RED}{}{RED:#}",
+                v(&f.observed)
+            )?;
             if !t.faults.is_empty() {
                 writeln!(
                     out,
                     "{BOLD}Faults injected:{BOLD:#} {}",
-                    t.faults.join("; ")
+                    v(&t.faults.join("; "))
                 )?;
             }
             if !t.leftovers.is_empty() {
                 writeln!(out, "{BOLD}Left behind (the grader removed it):{BOLD:#}")?;
                 for line in &t.leftovers {
-                    writeln!(out, "  - {line}")?;
+                    writeln!(out, "  - {}", v(line))?;
                 }
             }
             for (label, tail) in [("stdout", &f.stdout_tail), ("stderr", &f.stderr_tail)] {
                 if !tail.is_empty() {
                     writeln!(out, "{BOLD}Last lines of {label}:{BOLD:#}")?;
                     for line in tail {
-                        writeln!(out, "  {DIM}|{DIM:#} {line}")?;
+                        writeln!(out, "  {DIM}|{DIM:#} {}", v(line))?;
                     }
                 }
             }
@@ -167,15 +275,15 @@ fn explain(t: &TestResult, out: &mut dyn Write) -> std::io::Result<()> {
         (_, Visibility::Hidden) => {
             writeln!(out, "This is a hidden test: its details are not shown.")?
         }
-        (None, _) => writeln!(out, "{}", t.output.trim_end())?,
+        (None, _) => writeln!(out, "{}", v(t.note.as_deref().unwrap_or("").trim_end()))?,
     }
-    if !t.hint.is_empty() {
-        writeln!(out, "{BOLD}Hint:{BOLD:#} {}", t.hint)?;
+    if let Some(hint) = t.hints.first() {
+        writeln!(out, "{BOLD}Hint:{BOLD:#} {hint}")?;
     }
     writeln!(
         out,
         "{BOLD}Reproduce:{BOLD:#} {CYAN}{}{CYAN:#}",
-        t.reproduce
+        v(&report.reproduce(&t.name))
     )?;
     Ok(())
 }

@@ -63,6 +63,42 @@ pub fn score(report: &Value) -> (u64, u64) {
     )
 }
 
+/// The report header's protections as lines: `NAME: DETAIL`, or
+/// `NOT ACTIVE: NAME: WHY` for one this machine did not allow.
+pub fn protection_lines(report: &Value) -> Vec<String> {
+    report["environment"]["protections"]
+        .as_array()
+        .expect("environment.protections[]")
+        .iter()
+        .map(|p| {
+            let line = format!(
+                "{}: {}",
+                p["name"].as_str().unwrap_or(""),
+                p["detail"].as_str().unwrap_or("")
+            );
+            if p["active"] == true {
+                line
+            } else {
+                format!("NOT ACTIVE: {line}")
+            }
+        })
+        .collect()
+}
+
+/// Why a test lost points, from the report's structured fields: the step's
+/// expectation and observation, or the note on why it was not run.
+pub fn explanation(t: &Value) -> String {
+    match (&t["failure"], t["note"].as_str()) {
+        (Value::Object(f), _) => format!(
+            "Expected: {}\nObserved: {}",
+            f["expected"].as_str().unwrap_or(""),
+            f["observed"].as_str().unwrap_or("")
+        ),
+        (_, Some(note)) => note.to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// Names of the tests that lost points, with their status, for messages.
 pub fn lost(report: &Value) -> Vec<String> {
     report["tests"]
@@ -70,14 +106,7 @@ pub fn lost(report: &Value) -> Vec<String> {
         .expect("tests[]")
         .iter()
         .filter(|t| t["score"] != t["max_score"])
-        .map(|t| {
-            format!(
-                "{} ({}): {}",
-                t["name"],
-                t["status"],
-                t["output"].as_str().unwrap_or("")
-            )
-        })
+        .map(|t| format!("{} ({}): {}", t["name"], t["status"], explanation(t)))
         .collect()
 }
 
@@ -109,19 +138,118 @@ pub fn mutant_crate(slug: &str, mutant: &cargo_grade::selfcheck::Mutant) -> temp
     dir
 }
 
+/// Submissions graded at once by the suite's batches: more than the
+/// machine's cores, so verdicts are checked under load, as a class is
+/// graded (and the waits of many tests overlap).
+pub const SUITE_JOBS: usize = 4;
+
+/// Grades crates with `cargo grade batch` at each seed (the seeds' batches
+/// side by side), returning the full result of each crate per seed.
+pub fn batch_grade(
+    task: &str,
+    crates: &[(String, PathBuf)],
+    seeds: &[u64],
+) -> Vec<(u64, std::collections::BTreeMap<String, Value>)> {
+    let subs = tempfile::Builder::new()
+        .prefix("grade-test-class-")
+        .tempdir()
+        .expect("tempdir");
+    for (name, dir) in crates {
+        cargo_grade::selfcheck::copy_crate(dir, &subs.path().join(name)).expect("copy the crate");
+    }
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = seeds
+            .iter()
+            .map(|&seed| {
+                let subs = subs.path();
+                scope.spawn(move || {
+                    let out = tempfile::tempdir().expect("tempdir");
+                    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-grade"))
+                        .args(["batch", task])
+                        .arg(subs)
+                        .arg("--out")
+                        .arg(out.path())
+                        .args([
+                            "--jobs",
+                            &SUITE_JOBS.to_string(),
+                            "--seed",
+                            &seed.to_string(),
+                        ])
+                        .arg("--course")
+                        .arg(course_root())
+                        .current_dir(course_root())
+                        .output()
+                        .expect("run the batch");
+                    assert!(
+                        o.status.success(),
+                        "batch of {task} at seed {seed}: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    let mut results = std::collections::BTreeMap::new();
+                    for e in std::fs::read_dir(out.path().join(".results"))
+                        .unwrap()
+                        .flatten()
+                    {
+                        if e.path().extension().is_some_and(|x| x == "json") {
+                            let v: Value =
+                                serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap())
+                                    .unwrap();
+                            results.insert(v["submission_id"].as_str().unwrap().to_owned(), v);
+                        }
+                    }
+                    (seed, results)
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("a batch thread"))
+            .collect()
+    })
+}
+
+/// Each report of `results` is graded with full marks.
+fn assert_all_full_marks(what: &str, runs: &[(u64, std::collections::BTreeMap<String, Value>)]) {
+    for (seed, results) in runs {
+        for (name, report) in results {
+            assert_eq!(
+                report["outcome"]["kind"], "graded",
+                "{what} {name} at seed {seed}"
+            );
+            let (score, max) = score(report);
+            assert_eq!(
+                score,
+                max,
+                "{what} {name}, seed {seed}: {:#?}",
+                lost(report)
+            );
+            assert_eq!(report["seed"].as_u64(), Some(*seed));
+            assert!(max >= 10, "a task is worth at least 10 points, got {max}");
+        }
+    }
+}
+
 /// The reference solution of `task` gets full marks at each seed.
 pub fn assert_reference_full_marks(task: &str, slug: &str, seeds: &[u64]) {
-    let path = format!("solutions/{slug}");
-    for seed in seeds {
-        let seed = seed.to_string();
-        let (code, report) = grade_json(&[task, "--path", &path, "--seed", &seed]);
-        assert_eq!(code, 0, "seed {seed}");
-        assert_eq!(report["outcome"]["kind"], "graded");
-        let (score, max) = score(&report);
-        assert_eq!(score, max, "seed {seed}: {:#?}", lost(&report));
-        assert_eq!(report["seed"].to_string(), seed);
-        assert!(max >= 10, "{task} is worth at least 10 points, got {max}");
+    let reference = course_root().join("solutions").join(slug);
+    // A seed may be listed twice (the same seed twice must agree): one
+    // crate per listing.
+    let crates: Vec<(String, PathBuf)> = vec![("reference".into(), reference)];
+    let mut distinct = seeds.to_vec();
+    distinct.sort_unstable();
+    let repeats = distinct.len() - {
+        distinct.dedup();
+        distinct.len()
+    };
+    let mut crates = crates;
+    for i in 0..repeats {
+        crates.push((format!("reference-again-{i}"), crates[0].1.clone()));
     }
+    let runs = batch_grade(task, &crates, &distinct);
+    assert_eq!(
+        runs.iter().map(|(_, r)| r.len()).sum::<usize>(),
+        crates.len() * distinct.len()
+    );
+    assert_all_full_marks("reference", &runs);
 }
 
 /// Every alternative solution of `task` (`solutions/<slug>/alternatives/*`,
@@ -132,33 +260,22 @@ pub fn assert_alternatives_full_marks(task: &str, slug: &str, min: usize, seeds:
         .join("solutions")
         .join(slug)
         .join("alternatives");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let mut crates: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
         .filter(|e| e.path().join("src").is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .collect();
-    names.sort();
+    crates.sort();
     assert!(
-        names.len() >= min,
-        "{task} needs {min} alternative solutions: {names:?}"
+        crates.len() >= min,
+        "{task} needs {min} alternative solutions: {crates:?}"
     );
-    for name in &names {
-        let path = format!("solutions/{slug}/alternatives/{name}");
-        for seed in seeds {
-            let seed = seed.to_string();
-            let (code, report) = grade_json(&[task, "--path", &path, "--seed", &seed]);
-            assert_eq!(code, 0, "{name}, seed {seed}");
-            assert_eq!(report["outcome"]["kind"], "graded", "{name} must compile");
-            let (score, max) = score(&report);
-            assert_eq!(
-                score,
-                max,
-                "alternative {name}, seed {seed}: {:#?}",
-                lost(&report)
-            );
-        }
+    let runs = batch_grade(task, &crates, seeds);
+    for (seed, results) in &runs {
+        assert_eq!(results.len(), crates.len(), "seed {seed}");
     }
+    assert_all_full_marks("alternative", &runs);
 }
 
 /// The untouched starter (the default submission) compiles and gets at
@@ -176,81 +293,36 @@ pub fn assert_starter_scores_little(task: &str, slug: &str) {
 }
 
 /// Every mutant of `task` loses points in each test of its `catches`, at
-/// each of `seeds`, and each lost point is explained.
+/// each of `seeds`, and each lost point is explained. The mutants are
+/// graded as one class per seed.
 pub fn assert_every_mutant_caught(task: &str, slug: &str, min_mutants: usize, seeds: &[u64]) {
     let mutants = mutants(task);
     assert!(
         mutants.len() >= min_mutants,
         "{task} needs at least {min_mutants} mutants"
     );
-    for mutant in &mutants {
-        let dir = mutant_crate(slug, mutant);
-        let path = dir.path().to_str().unwrap();
-        for seed in seeds {
-            let seed = seed.to_string();
-            let (code, report) = grade_json(&[task, "--path", path, "--seed", &seed]);
-            assert_eq!(code, 0, "mutant {}", mutant.name);
+    let dirs: Vec<tempfile::TempDir> = mutants.iter().map(|m| mutant_crate(slug, m)).collect();
+    let crates: Vec<(String, PathBuf)> = mutants
+        .iter()
+        .zip(&dirs)
+        .map(|(m, d)| (m.name.clone(), d.path().to_owned()))
+        .collect();
+    for (seed, results) in batch_grade(task, &crates, seeds) {
+        for mutant in &mutants {
+            let report = &results[&mutant.name];
             assert_eq!(
                 report["outcome"]["kind"], "graded",
                 "mutant {} must compile",
                 mutant.name
             );
             for name in &mutant.catches {
-                let t = test(&report, name);
+                let t = test(report, name);
                 assert!(
                     t["score"].as_u64() < t["max_score"].as_u64(),
                     "mutant {} was not caught by {name} at seed {seed}: {t:#}",
                     mutant.name
                 );
-                assert!(
-                    !t["output"].as_str().unwrap().is_empty(),
-                    "a lost point is explained"
-                );
-            }
-        }
-    }
-}
-
-/// As [`assert_every_mutant_caught`], grading only the tests each mutant
-/// lists under `catches` (`--only NAME`, one run per test): a mutant that
-/// hangs costs a step's deadline in every test it fails, listed or not, so
-/// this keeps a task with many mutants fast. `cargo grade selfcheck TASK
-/// --seed N` still grades every mutant on the whole spec.
-pub fn assert_every_mutant_caught_in_its_tests(
-    task: &str,
-    slug: &str,
-    min_mutants: usize,
-    seeds: &[u64],
-) {
-    let mutants = mutants(task);
-    assert!(
-        mutants.len() >= min_mutants,
-        "{task} needs at least {min_mutants} mutants"
-    );
-    for mutant in &mutants {
-        let dir = mutant_crate(slug, mutant);
-        let path = dir.path().to_str().unwrap();
-        for seed in seeds {
-            let seed = seed.to_string();
-            for name in &mutant.catches {
-                let (code, report) =
-                    grade_json(&[task, "--path", path, "--seed", &seed, "--only", name]);
-                assert_eq!(code, 0, "mutant {}", mutant.name);
-                assert_eq!(
-                    report["outcome"]["kind"], "graded",
-                    "mutant {} must compile",
-                    mutant.name
-                );
-                let t = test(&report, name);
-                assert!(
-                    t["score"].as_u64() < t["max_score"].as_u64(),
-                    "mutant {} was not caught by {name} at seed {seed}: {t:#}",
-                    mutant.name
-                );
-                assert!(
-                    !t["output"].as_str().unwrap().is_empty(),
-                    "a lost point is explained"
-                );
+                assert!(!explanation(t).is_empty(), "a lost point is explained");
             }
         }
     }

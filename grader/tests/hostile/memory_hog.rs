@@ -1,6 +1,10 @@
-//! Hostile submission: allocates and touches memory 64 MiB at a time, up to
-//! 4 GiB, stops at the first allocation that fails, and holds what it got
-//! until LIFETIME is over.
+//! Hostile submission: reserves memory 64 MiB at a time, up to 4 GiB, stops
+//! at the first reservation that fails, then touches everything it got and
+//! holds it until LIFETIME is over.
+//!
+//! It says "allocation refused" as soon as the limit refuses (reserving is
+//! what `RLIMIT_DATA` counts), before it touches a page: zeroing a GiB takes
+//! seconds on a loaded machine, longer than a test waits for a line.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +23,9 @@ fn main() {
             eprintln!("allocation refused");
             break;
         }
+        held.push(chunk);
+    }
+    for chunk in &mut held {
         // SAFETY: the capacity is CHUNK bytes; memset writes every byte (so
         // every page is really there, and fast even in a debug build) before
         // they count as initialised.
@@ -26,7 +33,6 @@ fn main() {
             std::ptr::write_bytes(chunk.as_mut_ptr(), 0xa5, CHUNK);
             chunk.set_len(CHUNK);
         }
-        held.push(chunk);
     }
     eprintln!("holding {} MiB", held.len() * (CHUNK >> 20));
     while let Some(left) = LIFETIME.checked_sub(start.elapsed()) {
