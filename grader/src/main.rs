@@ -235,6 +235,10 @@ struct GradeArgs {
     /// see a hidden test's name and score only).
     #[arg(long)]
     instructor: bool,
+    /// Hints per failed test: 1 shows the mildest; 2 or more the further,
+    /// more direct ones, where the spec has them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    hint: usize,
     /// Grade again whenever the crate's sources change (Ctrl-C to stop).
     #[arg(long, conflicts_with_all = ["format", "fail_under"])]
     watch: bool,
@@ -671,7 +675,9 @@ fn grade_one(args: GradeArgs) -> Result<u8, Failure> {
     } else {
         Audience::Student
     };
-    let reporter = report::Reporter::new(args.format.style(), audience).with_spec(ctx.spec());
+    let reporter = report::Reporter::new(args.format.style(), audience)
+        .with_spec(ctx.spec())
+        .with_hints(args.hint);
     let report = ctx
         .grade(
             Submission {

@@ -141,7 +141,8 @@ pub struct Test {
     pub points: u32,
     pub timeout_ms: u64,
     pub visibility: Visibility,
-    pub hint: String,
+    /// Hints, mildest first: the report shows the first, `--hint N` more.
+    pub hints: Vec<String>,
     pub steps: Vec<Step>,
     /// 1-based line of the `[[test]]` entry in the spec.
     pub line: usize,
@@ -355,11 +356,7 @@ pub struct Step {
 impl Test {
     /// The test's hints, mildest first (none when the spec gives none).
     pub fn hints(&self) -> Vec<String> {
-        if self.hint.trim().is_empty() {
-            Vec::new()
-        } else {
-            vec![self.hint.clone()]
-        }
+        self.hints.clone()
     }
 }
 
@@ -539,7 +536,12 @@ fn read_test(
             Some("hidden") => Visibility::Hidden,
             _ => Visibility::Visible,
         },
-        hint: str_of("hint"),
+        hints: fields
+            .strings("hint")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| !h.trim().is_empty())
+            .collect(),
         steps,
         line,
         rounds: fields.int_or_default(keys, "rounds") as u32,

@@ -43,6 +43,8 @@ pub enum Ty {
     Probability,
     /// An array of strings.
     Strings,
+    /// A string, or an array of strings (escalating hints).
+    StrOrStrings,
     /// A non-empty array of strings.
     NonEmptyStrings,
     /// An integer, or the name of a variable as a string.
@@ -73,6 +75,7 @@ impl Ty {
             Ty::Int { min, max } => describe_range(*min, *max),
             Ty::Probability => "a number from 0.0 to 1.0".into(),
             Ty::Strings => "an array of strings".into(),
+            Ty::StrOrStrings => "a string or an array of strings".into(),
             Ty::NonEmptyStrings => "a non-empty array of strings".into(),
             Ty::NumberOrVariable => "an integer or a variable name (a string)".into(),
             Ty::Table(_) => "a table".into(),
@@ -235,7 +238,7 @@ pub const TEST_KEYS: &[Key] = &[
     req("steps", Ty::Steps, "What the test does, in order; the first step that does not pass ends the test."),
     opt("timeout_ms", POSITIVE, Default::None, "Budget of the whole test (all rounds); default `[limits].test_timeout_ms`."),
     opt("visibility", Ty::OneOf(&["visible", "hidden"]), Default::Str("visible"), "`hidden` shows only the name, status, points and hint in the human report."),
-    opt("hint", Ty::Str, Default::Str(""), "Shown with a failure (also for hidden tests)."),
+    opt("hint", Ty::StrOrStrings, Default::Str(""), "Shown with a failure (also for hidden tests); a list gives escalating hints: the report shows the first, `--hint N` the first N."),
     opt("description", Ty::Str, Default::Str(""), "One line on what the test checks, shown in the report."),
     opt("rounds", Ty::Int { min: 1, max: 1000 }, Default::Int(1), "Race stress: run the steps this many times, each round from nothing; all must pass."),
     opt("cpus", Ty::OneOf(&["any", "seeded"]), Default::Str("any"), "`seeded`: each round, all CPUs or one picked by seed, for the submission's processes."),

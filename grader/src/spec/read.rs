@@ -362,6 +362,26 @@ impl<'t> Reader<'t> {
         let span = v.span();
         match ty {
             Ty::Str => self.string(key, ty, v).map(Val::Str),
+            Ty::StrOrStrings => match v.get_ref() {
+                DeValue::String(s) => Some(Val::Strings(vec![(s.to_string(), v.span())])),
+                DeValue::Array(items) => {
+                    let mut out = Vec::new();
+                    for item in items.iter() {
+                        match item.get_ref() {
+                            DeValue::String(s) => out.push((s.to_string(), item.span())),
+                            _ => {
+                                self.wrong_type(key, ty, item);
+                                return None;
+                            }
+                        }
+                    }
+                    Some(Val::Strings(out))
+                }
+                _ => {
+                    self.wrong_type(key, ty, v);
+                    None
+                }
+            },
             Ty::Name => {
                 let s = self.string(key, ty, v)?;
                 if s.is_empty() {

@@ -111,6 +111,12 @@ fn ty(t: &Ty) -> Value {
         }
         Ty::Probability => json!({ "type": "number", "minimum": 0, "maximum": 1 }),
         Ty::Strings => json!({ "type": "array", "items": { "type": "string" } }),
+        Ty::StrOrStrings => json!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ]
+        }),
         Ty::NonEmptyStrings => {
             json!({ "type": "array", "items": { "type": "string" }, "minItems": 1 })
         }
