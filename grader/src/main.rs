@@ -127,6 +127,10 @@ enum Command {
         /// Seed for every randomised fault (the same for every submission).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Run only the test of this name, or the tests whose name contains
+        /// it, for every submission; repeat for several.
+        #[arg(long, value_name = "PATTERN")]
+        only: Vec<String>,
         /// Grade only shard K of N (1 <= K <= N), chosen by a hash of each
         /// submission's name; `auto` reads K and N from GitLab CI, Slurm
         /// array or Kubernetes Indexed Job variables.
@@ -415,6 +419,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             jobs,
             resume,
             seed,
+            only,
             shard,
             shard_total,
             instructor_specs,
@@ -448,6 +453,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 resume,
                 seed,
                 shard,
+                only,
             };
             let done = match batch::run(&ctx, &submissions, &opts, &progress, &cancel) {
                 Ok(done) => done,

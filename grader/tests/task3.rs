@@ -31,5 +31,5 @@ fn every_mutant_loses_points_where_its_spec_says() {
     // test they fail: each is graded on the tests it lists only, at one
     // seed. `cargo grade selfcheck task3 --seed N` grades them all on the
     // whole spec at any seed (done at 1 to 10 for issue 10).
-    assert_every_mutant_caught("task3", "task3-shm-counter", 10, &[1]);
+    assert_every_mutant_caught_in_its_tests("task3", "task3-shm-counter", 10, &[1]);
 }
