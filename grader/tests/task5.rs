@@ -26,5 +26,9 @@ fn untouched_starter_gets_at_most_ten_percent() {
 
 #[test]
 fn every_mutant_loses_points_where_its_spec_says() {
-    assert_every_mutant_caught("task5", "task5-msg-dispatcher", 4, &[1, 2]);
+    // Each mutant graded on the tests it lists only, at one seed: the ones
+    // that hang cost a step's deadline in every test they fail. `cargo grade
+    // selfcheck task5 --seed N` grades them all on the whole spec at any
+    // seed (done at 1 to 10 for issue 10).
+    assert_every_mutant_caught_in_its_tests("task5", "task5-msg-dispatcher", 15, &[1]);
 }
