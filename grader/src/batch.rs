@@ -43,6 +43,9 @@ pub struct BatchOptions {
     pub seed: u64,
     /// The part of the class this run grades.
     pub shard: Shard,
+    /// Only the tests these patterns select (`--only`), for every
+    /// submission; all when empty.
+    pub only: Vec<String>,
 }
 
 /// A batch that could not run, or stopped: nothing here is about one
@@ -333,7 +336,9 @@ fn grade_item(
     };
     if opts.resume {
         if let Some(earlier) = earlier_result(&opts.out, &item.name) {
-            if comparable(&earlier, spec, opts.seed, &opened.digest) {
+            let same_tests = crate::grade::select(spec, &opts.only)
+                .is_ok_and(|t| t.len() == earlier.tests.len());
+            if same_tests && comparable(&earlier, spec, opts.seed, &opened.digest) {
                 return Ok((earlier, Taken::Reused));
             }
         }
@@ -341,7 +346,7 @@ fn grade_item(
     let shown = entry.path.display().to_string();
     let grade_opts = GradeOptions {
         seed: opts.seed,
-        only: Vec::new(),
+        only: opts.only.clone(),
         shown_path: shown,
     };
     let report = ctx.grade(

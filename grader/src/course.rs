@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::check;
 use crate::spec::{Spec, SpecError};
 
 /// A course checkout: `specs/`, `starter/`, `solutions/`, `tasks/`.
@@ -11,29 +12,18 @@ pub struct Course {
     pub root: PathBuf,
 }
 
-/// A problem finding the course or a task (a usage or environment error).
-#[derive(Debug)]
+/// A problem finding the course or a task (a usage or environment error),
+/// or a spec that does not validate.
+#[derive(Debug, thiserror::Error)]
 pub enum CourseError {
+    #[error("{0}")]
     NotFound(String),
+    #[error("unknown task {name:?}; the tasks are: {} (see `cargo grade list`)", .known.join(", "))]
     UnknownTask { name: String, known: Vec<String> },
-    Spec(SpecError),
+    /// Every error of the spec and of its course's files.
+    #[error("invalid spec:\n{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n\n"))]
+    Spec(Vec<SpecError>),
 }
-
-impl std::fmt::Display for CourseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CourseError::NotFound(msg) => write!(f, "{msg}"),
-            CourseError::UnknownTask { name, known } => write!(
-                f,
-                "unknown task {name:?}; the tasks are: {} (see `cargo grade list`)",
-                known.join(", ")
-            ),
-            CourseError::Spec(e) => write!(f, "invalid spec: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for CourseError {}
 
 impl Course {
     /// Finds the course: `explicit` if given, else `$CARGO_GRADE_COURSE`,
@@ -77,16 +67,51 @@ impl Course {
         Ok(paths)
     }
 
-    /// Every task's spec, loaded and validated.
+    /// Every task's spec, loaded and validated; the errors of every file
+    /// when one has any.
     pub fn specs(&self) -> Result<Vec<Spec>, CourseError> {
-        self.spec_paths()?
-            .iter()
-            .map(|p| self.load_checked(p))
-            .collect()
+        let mut specs = Vec::new();
+        let mut errors = Vec::new();
+        for path in self.spec_paths()? {
+            let outcome = self.check(&path, check::Mutants::No);
+            match outcome.spec {
+                Some(spec) => specs.push(spec),
+                None => errors.extend(outcome.errors),
+            }
+        }
+        if errors.is_empty() {
+            Ok(specs)
+        } else {
+            Err(CourseError::Spec(errors))
+        }
     }
 
-    /// The spec of the task named `name` (its id or its slug).
+    /// The spec of the task named `name` (its id or its slug), checked with
+    /// its starter crate.
     pub fn task(&self, name: &str) -> Result<Spec, CourseError> {
+        self.load_checked(&self.task_path(name)?)
+    }
+
+    /// The spec of the task named `name`, checked with its starter crate and
+    /// its mutants file (for the self-check).
+    pub fn task_with_mutants(&self, name: &str) -> Result<Spec, CourseError> {
+        Course::ok(self.check(&self.task_path(name)?, check::Mutants::Required))
+    }
+
+    /// Checks a spec file of this course, without running anything.
+    pub fn check(&self, path: &Path, mutants: check::Mutants) -> check::Outcome {
+        check::spec_file(path, Some(&self.root), mutants)
+    }
+
+    fn ok(outcome: check::Outcome) -> Result<Spec, CourseError> {
+        match outcome.spec {
+            Some(spec) => Ok(spec),
+            None => Err(CourseError::Spec(outcome.errors)),
+        }
+    }
+
+    /// The spec file of the task named `name` (its id or its slug).
+    pub fn task_path(&self, name: &str) -> Result<PathBuf, CourseError> {
         let paths = self.spec_paths()?;
         let stem = |p: &Path| {
             p.file_stem()
@@ -98,7 +123,7 @@ impl Course {
             .iter()
             .find(|p| stem(p) == name || stem(p).split_once('-').is_some_and(|(id, _)| id == name));
         match found {
-            Some(path) => self.load_checked(path),
+            Some(path) => Ok(path.clone()),
             None => Err(CourseError::UnknownTask {
                 name: name.to_owned(),
                 known: paths.iter().map(|p| stem(p)).collect(),
@@ -132,16 +157,28 @@ impl Course {
         };
         let base = read(&spec.path)?;
         let more = read(&extra)?;
-        // The overlay's lines follow the base's, after one blank line.
-        let offset = base.lines().count() + 1;
-        let combined = format!("{}\n\n{more}", base.trim_end_matches('\n'));
+        // The overlay's text follows the base's, after one blank line.
+        let head = format!("{}\n\n", base.trim_end_matches('\n'));
+        let offset = head.lines().count();
+        let combined = format!("{head}{more}");
         match Spec::parse(&spec.path, &combined) {
             Err(mut e) => {
-                if let Some(line) = e.line.filter(|&l| l > offset) {
+                // The base spec is valid (it was loaded above): the errors
+                // are the overlay's, shown in its own file at its own lines.
+                let start = head.len();
+                if e.diagnostics
+                    .iter()
+                    .all(|d| d.span.as_ref().is_none_or(|r| r.start >= start))
+                {
                     e.path = extra;
-                    e.line = Some(line - offset);
+                    e.text = more;
+                    for d in &mut e.diagnostics {
+                        if let Some(r) = &mut d.span {
+                            *r = r.start - start..r.end - start;
+                        }
+                    }
                 }
-                Err(CourseError::Spec(e))
+                Err(CourseError::Spec(vec![e]))
             }
             Ok(mut merged) => {
                 for t in merged.tests.iter_mut().filter(|t| t.line > offset) {
@@ -157,19 +194,7 @@ impl Course {
     }
 
     fn load_checked(&self, path: &Path) -> Result<Spec, CourseError> {
-        let spec = Spec::load(path).map_err(CourseError::Spec)?;
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        if spec.task.slug != stem {
-            return Err(CourseError::Spec(SpecError {
-                path: path.to_owned(),
-                line: None,
-                message: format!(
-                    "[task].slug is {:?} but the file is named {stem}.toml; they must agree",
-                    spec.task.slug
-                ),
-            }));
-        }
-        Ok(spec)
+        Course::ok(self.check(path, check::Mutants::No))
     }
 
     pub fn starter_dir(&self, spec: &Spec) -> PathBuf {

@@ -4,6 +4,7 @@
 //! The modules follow the path of a grading run:
 //!
 //! - [`spec`]: the TOML spec model and its validation;
+//! - [`check`]: a spec checked with its course (starter, mutants), running nothing;
 //! - [`course`]: finding the course repository and its tasks;
 //! - [`builder`]: building a submission against the starter's pinned manifest;
 //! - [`harness`]: running programs in process groups with captured output and
@@ -30,6 +31,7 @@ compile_error!(
 
 pub mod batch;
 pub mod builder;
+pub mod check;
 pub mod course;
 pub mod events;
 pub mod faults;

@@ -9,13 +9,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 
 use cargo_grade::batch;
+use cargo_grade::check;
 use cargo_grade::course::Course;
+use cargo_grade::course::CourseError;
 use cargo_grade::events::{cancel_on_signals, Cancel, Ignore};
 use cargo_grade::grade::{GradeOptions, Submission, TaskContext};
 use cargo_grade::pool;
 use cargo_grade::report;
 use cargo_grade::result::Audience;
 use cargo_grade::selfcheck;
+use cargo_grade::spec::{schema, SpecError};
 
 /// Exit statuses: grading ran (whatever the score).
 const EXIT_OK: u8 = 0;
@@ -33,7 +36,7 @@ const EXIT_CANCELLED: u8 = 130;
     version,
     about = "Grade a submission for a Linux IPC task by running it as real processes against the task's spec.",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
+    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade check                        validate every spec of the course, running nothing\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +67,24 @@ enum Command {
     List {
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
+    },
+    /// Validate specs without running anything: TOML, keys, types and
+    /// ranges, test names, processes and variables, regexes, signals, system
+    /// calls, the starter's binary and the mutants file. Every error of a
+    /// file is reported; exit status 2 if there is one.
+    Check {
+        /// Spec files, or task ids or slugs [default: every spec of the course].
+        #[arg(value_name = "SPEC")]
+        specs: Vec<String>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of the spec format (specs/spec.schema.json),
+    /// which TOML editors use to complete and validate spec files.
+    Schema {
+        /// The schema of mutants files instead (specs/mutants.schema.json).
+        #[arg(long)]
+        mutants: bool,
     },
     /// Check a task's spec: the reference solution gets full marks, the
     /// starter almost nothing, and every mutant loses points where expected.
@@ -106,6 +127,10 @@ enum Command {
         /// Seed for every randomised fault (the same for every submission).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Run only the test of this name, or the tests whose name contains
+        /// it, for every submission; repeat for several.
+        #[arg(long, value_name = "PATTERN")]
+        only: Vec<String>,
         /// Grade only shard K of N (1 <= K <= N), chosen by a hash of each
         /// submission's name; `auto` reads K and N from GitLab CI, Slurm
         /// array or Kubernetes Indexed Job variables.
@@ -214,6 +239,10 @@ struct GradeArgs {
     /// see a hidden test's name and score only).
     #[arg(long)]
     instructor: bool,
+    /// Hints per failed test: 1 shows the mildest; 2 or more the further,
+    /// more direct ones, where the spec has them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    hint: usize,
     /// Grade again whenever the crate's sources change (Ctrl-C to stop).
     #[arg(long, conflicts_with_all = ["format", "fail_under"])]
     watch: bool,
@@ -287,14 +316,54 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(message) => {
+        Err(Failure::Message(message)) => {
             eprintln!("cargo grade: error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+        Err(Failure::Spec(errors)) => {
+            let count: usize = errors.iter().map(|e| e.diagnostics.len()).sum();
+            eprintln!(
+                "cargo grade: error: invalid spec ({count} error{}); nothing was run",
+                if count == 1 { "" } else { "s" }
+            );
+            print_spec_errors(&errors);
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<u8, String> {
+/// Why a command could not run: a message, or a spec's errors (rendered
+/// with their lines).
+enum Failure {
+    Message(String),
+    Spec(Vec<SpecError>),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Message(message)
+    }
+}
+
+impl From<CourseError> for Failure {
+    fn from(e: CourseError) -> Failure {
+        match e {
+            CourseError::Spec(errors) => Failure::Spec(errors),
+            other => Failure::Message(other.to_string()),
+        }
+    }
+}
+
+/// Each file's errors with the offending lines, coloured on a terminal.
+fn print_spec_errors(errors: &[SpecError]) {
+    use std::io::Write;
+    let mut err = anstream::stderr();
+    for e in errors {
+        let _ = writeln!(err, "{}\n", e.render(true));
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
@@ -307,6 +376,16 @@ fn run(cli: Cli) -> Result<u8, String> {
             Ok(EXIT_OK)
         }
         Some(Command::List { course }) => list(course.as_deref()),
+        Some(Command::Check { specs, course }) => check_specs(&specs, course.as_deref()),
+        Some(Command::Schema { mutants }) => {
+            let schema = if mutants {
+                schema::mutants()
+            } else {
+                schema::spec()
+            };
+            print!("{}", schema::to_text(&schema));
+            Ok(EXIT_OK)
+        }
         Some(Command::Selfcheck {
             task,
             seed,
@@ -315,10 +394,10 @@ fn run(cli: Cli) -> Result<u8, String> {
             instructor_specs,
             course,
         }) => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
+            // The mutants file is the self-check's to need: checked first.
+            course.task_with_mutants(&task)?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             let cancel = Cancel::new();
             cancel_on_signals(&cancel);
             let jobs = jobs.unwrap_or_else(pool::default_jobs);
@@ -340,6 +419,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             jobs,
             resume,
             seed,
+            only,
             shard,
             shard_total,
             instructor_specs,
@@ -355,10 +435,8 @@ fn run(cli: Cli) -> Result<u8, String> {
                     cargo_grade::shard::Shard::parse(k_of_n).map_err(|e| e.to_string())?
                 }
             };
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             // No build and no test process sees another submission or the
             // results.
             std::fs::create_dir_all(&out)
@@ -375,6 +453,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 resume,
                 seed,
                 shard,
+                only,
             };
             let done = match batch::run(&ctx, &submissions, &opts, &progress, &cancel) {
                 Ok(done) => done,
@@ -382,7 +461,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     eprintln!("cargo grade: {e}");
                     return Ok(EXIT_CANCELLED);
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Failure::Message(e.to_string())),
             };
             let count = |f: &dyn Fn(&cargo_grade::result::Outcome) -> bool| {
                 done.reports.iter().filter(|r| f(&r.outcome)).count()
@@ -406,11 +485,9 @@ fn run(cli: Cli) -> Result<u8, String> {
             instructor_specs,
             course,
         }) => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             let first = cargo_grade::shard::ShardRecord::read(&shards[0])?;
-            let spec = course
-                .task_with_overlay(&first.task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let spec = course.task_with_overlay(&first.task, instructor_specs.as_deref())?;
             let merged = batch::merge(&spec, &shards, &out).map_err(|e| e.to_string())?;
             eprintln!(
                 "merged {} shards: {} submissions; results in {}",
@@ -425,7 +502,7 @@ fn run(cli: Cli) -> Result<u8, String> {
     }
 }
 
-fn package(lms: PackageCommand) -> Result<u8, String> {
+fn package(lms: PackageCommand) -> Result<u8, Failure> {
     match lms {
         PackageCommand::Gradescope {
             task,
@@ -433,11 +510,9 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
             instructor_specs,
             course,
         } => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             // Validated with the overlay now, not on the LMS's machine later.
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}-gradescope.zip", spec.task.slug)));
             let n =
@@ -456,11 +531,9 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
             instructor_specs,
             course,
         } => {
-            let course = Course::locate(course.as_deref()).map_err(|e| e.to_string())?;
+            let course = Course::locate(course.as_deref())?;
             // Validated with the overlay now, not on the LMS's machine later.
-            let spec = course
-                .task_with_overlay(&task, instructor_specs.as_deref())
-                .map_err(|e| e.to_string())?;
+            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("{}-prairielearn", spec.task.slug)));
             let image = image.unwrap_or_else(|| format!("cargo-grade-{}:latest", spec.task.slug));
@@ -481,9 +554,72 @@ fn package(lms: PackageCommand) -> Result<u8, String> {
     }
 }
 
-fn list(course: Option<&Path>) -> Result<u8, String> {
-    let course = Course::locate(course).map_err(|e| e.to_string())?;
-    for spec in course.specs().map_err(|e| e.to_string())? {
+/// `cargo grade check [SPEC...]`.
+fn check_specs(specs: &[String], course: Option<&Path>) -> Result<u8, Failure> {
+    let located = Course::locate(course);
+    // Each spec file with its course's root (for the starter and mutants).
+    let mut targets: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    if specs.is_empty() {
+        let course = located?;
+        for path in course.spec_paths()? {
+            targets.push((path, Some(course.root.clone())));
+        }
+    } else {
+        for s in specs {
+            let path = Path::new(s);
+            if path.is_file() {
+                let root = path.canonicalize().ok().and_then(|p| check::root_of(&p));
+                targets.push((path.to_owned(), root));
+            } else {
+                let course = located.as_ref().map_err(|e| e.to_string())?;
+                targets.push((course.task_path(s)?, Some(course.root.clone())));
+            }
+        }
+    }
+    let (mut errors, mut bad) = (0, 0);
+    for (path, root) in &targets {
+        let outcome = check::spec_file(path, root.as_deref(), check::Mutants::IfSolution);
+        let shown = check::shown(path);
+        match &outcome.spec {
+            Some(spec) => println!(
+                "ok  {} ({} tests, {} points){}",
+                shown.display(),
+                spec.tests.len(),
+                spec.max_score(),
+                if root.is_none() {
+                    "; starter and mutants not checked: the file is not in a course's specs/"
+                } else {
+                    ""
+                }
+            ),
+            None => {
+                print_spec_errors(&outcome.errors);
+                errors += outcome.error_count();
+                bad += 1;
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!(
+            "cargo grade check: {errors} error{} in {bad} of {} spec{}",
+            if errors == 1 { "" } else { "s" },
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" }
+        );
+        Ok(EXIT_ERROR)
+    } else {
+        println!(
+            "{} spec{} valid",
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" }
+        );
+        Ok(EXIT_OK)
+    }
+}
+
+fn list(course: Option<&Path>) -> Result<u8, Failure> {
+    let course = Course::locate(course)?;
+    for spec in course.specs()? {
         println!(
             "{:<7} {:<16} {:<45} {} tests, {} points",
             spec.task.id,
@@ -496,21 +632,21 @@ fn list(course: Option<&Path>) -> Result<u8, String> {
     Ok(EXIT_OK)
 }
 
-fn grade_one(args: GradeArgs) -> Result<u8, String> {
+fn grade_one(args: GradeArgs) -> Result<u8, Failure> {
     let Some(task) = args.task else {
-        return Err("which task? e.g. `cargo grade task1` (see `cargo grade list`)".into());
+        return Err(Failure::Message(
+            "which task? e.g. `cargo grade task1` (see `cargo grade list`)".into(),
+        ));
     };
     if let Some(p) = args.fail_under {
         if !(0.0..=100.0).contains(&p) {
-            return Err(format!(
+            return Err(Failure::Message(format!(
                 "--fail-under {p}: give a percentage between 0 and 100"
-            ));
+            )));
         }
     }
-    let course = Course::locate(args.course.as_deref()).map_err(|e| e.to_string())?;
-    let spec = course
-        .task_with_overlay(&task, args.instructor_specs.as_deref())
-        .map_err(|e| e.to_string())?;
+    let course = Course::locate(args.course.as_deref())?;
+    let spec = course.task_with_overlay(&task, args.instructor_specs.as_deref())?;
     let (submission, shown_path) = match &args.path {
         Some(p) => (p.clone(), p.display().to_string()),
         None => {
@@ -545,7 +681,9 @@ fn grade_one(args: GradeArgs) -> Result<u8, String> {
     } else {
         Audience::Student
     };
-    let reporter = report::Reporter::new(args.format.style(), audience).with_spec(ctx.spec());
+    let reporter = report::Reporter::new(args.format.style(), audience)
+        .with_spec(ctx.spec())
+        .with_hints(args.hint);
     let report = ctx
         .grade(
             Submission {

@@ -249,22 +249,32 @@ impl Report {
     /// The report as `audience` may see it. For students, a hidden test
     /// keeps its name, score and status, and loses what it checks and what
     /// the program did in it: description, steps, expectations, output,
-    /// faults, leftovers. Its hints stay (they are written to be shown).
+    /// faults, leftovers; and every test shows its first hint only (the
+    /// student asks for more with `--hint N`: [`Report::for_student`]).
     pub fn for_audience(&self, audience: Audience) -> Report {
+        match audience {
+            Audience::Student => self.for_student(1),
+            Audience::Instructor => self.clone(),
+        }
+    }
+
+    /// The student's view with up to `hints` hints per test (at least one).
+    pub fn for_student(&self, hints: usize) -> Report {
         let mut view = self.clone();
-        if audience == Audience::Student {
-            for t in view
-                .tests
-                .iter_mut()
-                .filter(|t| t.visibility == Visibility::Hidden)
-            {
-                t.description.clear();
-                t.failure = None;
-                t.faults.clear();
-                t.leftovers.clear();
-                if t.status == Status::Error {
-                    t.note = Some("the grader could not run this hidden test".into());
-                }
+        for t in &mut view.tests {
+            t.hints.truncate(hints.max(1));
+        }
+        for t in view
+            .tests
+            .iter_mut()
+            .filter(|t| t.visibility == Visibility::Hidden)
+        {
+            t.description.clear();
+            t.failure = None;
+            t.faults.clear();
+            t.leftovers.clear();
+            if t.status == Status::Error {
+                t.note = Some("the grader could not run this hidden test".into());
             }
         }
         view

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::course::Course;
 use std::collections::BTreeMap;
@@ -26,8 +26,7 @@ use crate::spec::{Spec, SpecError};
 pub const STARTER_MAX_PERCENT: f64 = 10.0;
 
 /// One known-buggy variant of the reference solution.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Mutant {
     pub name: String,
     pub description: String,
@@ -41,45 +40,18 @@ pub struct Mutant {
     pub catches: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MutantsFile {
-    #[serde(rename = "mutant")]
-    mutants: Vec<Mutant>,
-}
-
 /// The path of a task's mutants file.
 pub fn mutants_path(course: &Course, spec: &Spec) -> PathBuf {
     course.solution_dir(spec).join("mutants.toml")
 }
 
-/// Reads and validates the mutants of a task against its spec.
+/// Reads and validates the mutants of a task against its spec and its
+/// solution (see [`crate::check::read_mutants`]).
 pub fn load_mutants(path: &Path, spec: &Spec) -> Result<Vec<Mutant>, SpecError> {
-    let err = |line: Option<usize>, message: String| SpecError {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
-    let file: MutantsFile =
-        toml::from_str(&text).map_err(|e| err(None, e.to_string().trim_end().to_owned()))?;
-    for m in &file.mutants {
-        if m.catches.is_empty() {
-            return Err(err(
-                None,
-                format!("mutant {:?}: `catches` lists no test", m.name),
-            ));
-        }
-        for t in &m.catches {
-            if !spec.tests.iter().any(|test| &test.name == t) {
-                return Err(err(
-                    None,
-                    format!("mutant {:?}: catches unknown test {t:?}", m.name),
-                ));
-            }
-        }
-    }
-    Ok(file.mutants)
+    let shown = crate::check::shown(path);
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError::unreadable(&shown, &e))?;
+    let tests: Vec<String> = spec.tests.iter().map(|t| t.name.clone()).collect();
+    crate::check::read_mutants(&shown, &text, Some(&tests), path.parent())
 }
 
 /// Writes the mutant's crate (the solution with the patch applied) into `dir`.

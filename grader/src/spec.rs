@@ -1,21 +1,31 @@
 //! The spec model: one TOML file per task, read into typed structures and
 //! validated before anything runs.
 //!
-//! The format is documented for TAs in `specs/README.md`; keep the two in
-//! step. Parsing is strict: unknown keys, wrong types and semantic mistakes
-//! (a regex that does not compile, a step with two actions, a variable used
-//! before it is captured) are errors that name the file, the line and the key,
-//! so a TA finds a typo before a student does.
+//! The language is defined once, in [`lang`]: every key with its type, every
+//! action with the options it takes, each with a one-line description.
+//! Validation ([`read`], [`steps`]), the JSON Schema ([`schema`]) and the
+//! test that `specs/README.md` (the TA's reference) documents every key are
+//! derived from it. Validation is strict and complete: every unknown key,
+//! wrong type, value out of range and semantic mistake (a regex that does
+//! not compile, a step with two actions, a process or variable used before
+//! it exists) of a file is reported in one run, each with its line, column
+//! and, for a near miss, a suggestion ([`diag`]).
 
-use std::collections::BTreeSet;
+pub mod diag;
+pub mod lang;
+pub(crate) mod read;
+pub mod schema;
+mod steps;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::Signal;
 use serde::Deserialize;
-use toml::Spanned;
 
-use crate::signals;
+pub use diag::{Diagnostic, ErrorKind, SpecError};
+use lang::{limit_default, Key};
+pub use lang::{KNOWN_SYSCALLS, STALE_KINDS};
+use read::{Fields, Reader};
 
 /// A whole task spec, validated.
 #[derive(Debug, Clone)]
@@ -53,92 +63,63 @@ pub struct TaskMeta {
     pub handout: String,
 }
 
-/// `[limits]`: budgets for the build and for each test.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[limits]`: budgets for the build and for each test (defaults in
+/// [`lang::LIMIT_KEYS`]).
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Wall-clock budget for `cargo build` of a submission.
-    #[serde(default = "default_build_timeout_s")]
     pub build_timeout_s: u64,
     /// Default wall-clock budget of a test (a test may set its own).
-    #[serde(default = "default_test_timeout_ms")]
     pub test_timeout_ms: u64,
     /// Default budget of one waiting step (a line, an exit, a system call),
     /// so that a hung program fails in seconds, not at the test's deadline.
-    #[serde(default = "default_step_timeout_ms")]
     pub step_timeout_ms: u64,
     /// Captured bytes per stream per process; the rest is drained and dropped.
-    #[serde(default = "default_output_limit")]
     pub output_limit_bytes: usize,
     /// Writable private memory of each student process (`RLIMIT_DATA`:
     /// heap and anonymous mappings, not the address space glibc reserves
     /// for thread arenas, so multi-threaded servers are not penalised).
-    #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
     /// Processes and threads of one test's student user (`RLIMIT_NPROC`).
-    #[serde(default = "default_processes")]
     pub processes: u64,
     /// Open files of each student process (`RLIMIT_NOFILE`).
-    #[serde(default = "default_open_files")]
     pub open_files: u64,
     /// Largest file a student process may write (`RLIMIT_FSIZE`).
-    #[serde(default = "default_file_size_mib")]
     pub file_size_mib: u64,
     /// Memory of all of one test's processes together (a memory cgroup,
     /// where the grader can make one): shared memory included.
-    #[serde(default = "default_test_memory_mib")]
     pub test_memory_mib: u64,
     /// Size of each test's scratch directory (a tmpfs, where namespaces
     /// allow), and of its private `/tmp` and `/dev/shm`.
-    #[serde(default = "default_disk_mib")]
     pub disk_mib: u64,
 }
 
-fn default_build_timeout_s() -> u64 {
-    300
-}
-fn default_test_timeout_ms() -> u64 {
-    5_000
-}
-fn default_step_timeout_ms() -> u64 {
-    2_000
-}
-fn default_output_limit() -> usize {
-    4 << 20
-}
-fn default_memory_mib() -> u64 {
-    1024
-}
-fn default_processes() -> u64 {
-    256
-}
-fn default_open_files() -> u64 {
-    1024
-}
-fn default_file_size_mib() -> u64 {
-    64
-}
-fn default_test_memory_mib() -> u64 {
-    2048
-}
-fn default_disk_mib() -> u64 {
-    256
+impl Limits {
+    /// `[limits]` as read, each key missing from it at its default.
+    fn from_fields(fields: Option<&Fields<'_>>) -> Limits {
+        let get = |key: &str| {
+            fields
+                .and_then(|f| f.int(key))
+                .map_or_else(|| limit_default(key), |n| n.unsigned_abs())
+        };
+        Limits {
+            build_timeout_s: get("build_timeout_s"),
+            test_timeout_ms: get("test_timeout_ms"),
+            step_timeout_ms: get("step_timeout_ms"),
+            output_limit_bytes: get("output_limit_bytes") as usize,
+            memory_mib: get("memory_mib"),
+            processes: get("processes"),
+            open_files: get("open_files"),
+            file_size_mib: get("file_size_mib"),
+            test_memory_mib: get("test_memory_mib"),
+            disk_mib: get("disk_mib"),
+        }
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            build_timeout_s: default_build_timeout_s(),
-            test_timeout_ms: default_test_timeout_ms(),
-            step_timeout_ms: default_step_timeout_ms(),
-            output_limit_bytes: default_output_limit(),
-            memory_mib: default_memory_mib(),
-            processes: default_processes(),
-            open_files: default_open_files(),
-            file_size_mib: default_file_size_mib(),
-            test_memory_mib: default_test_memory_mib(),
-            disk_mib: default_disk_mib(),
-        }
+        Limits::from_fields(None)
     }
 }
 
@@ -160,7 +141,8 @@ pub struct Test {
     pub points: u32,
     pub timeout_ms: u64,
     pub visibility: Visibility,
-    pub hint: String,
+    /// Hints, mildest first: the report shows the first, `--hint N` more.
+    pub hints: Vec<String>,
     pub steps: Vec<Step>,
     /// 1-based line of the `[[test]]` entry in the spec.
     pub line: usize,
@@ -209,9 +191,6 @@ pub enum Target {
     /// processes it forked), chosen again for every fault.
     Child,
 }
-
-/// Kinds of stale resource `stale` can leave (see `peers::stale`).
-pub const STALE_KINDS: &[&str] = &["fifo", "socket", "shm", "sem", "msg"];
 
 /// A number in a check: a literal, or a variable (`sent_SIGINT`, or a name
 /// bound by `capture`).
@@ -374,337 +353,28 @@ pub struct Step {
     pub line: usize,
 }
 
-// ---------------------------------------------------------------------------
-// Raw, serde-facing shapes. They mirror the TOML exactly; `validate` turns
-// them into the model above.
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSpec {
-    task: RawTask,
-    #[serde(default)]
-    limits: Limits,
-    #[serde(rename = "test", default)]
-    tests: Vec<Spanned<RawTest>>,
-}
-
-/// `[task]`, with the spans of the keys validation may complain about.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTask {
-    id: Spanned<String>,
-    slug: Spanned<String>,
-    title: String,
-    binary: Spanned<String>,
-    handout: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTest {
-    name: String,
-    #[serde(default)]
-    description: String,
-    points: u32,
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    visibility: Visibility,
-    #[serde(default)]
-    hint: String,
-    #[serde(default)]
-    rounds: Option<u32>,
-    #[serde(default)]
-    cpus: CpuPlacement,
-    #[serde(default)]
-    rlimits: Rlimits,
-    io_faults: Option<crate::shim::IoFaults>,
-    steps: Vec<Spanned<RawStep>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStep {
-    // Actions: exactly one of these.
-    start: Option<String>,
-    send_line: Option<String>,
-    close_stdin: Option<bool>,
-    signal: Option<String>,
-    join: Option<bool>,
-    wait_for: Option<String>,
-    expect: Option<String>,
-    expect_numbered: Option<String>,
-    expect_handlers: Option<Vec<String>>,
-    wait_syscall: Option<String>,
-    wait_blocked: Option<bool>,
-    stop_reading: Option<bool>,
-    resume_reading: Option<bool>,
-    expect_exit: Option<i32>,
-    expect_killed_by: Option<String>,
-    expect_alive: Option<bool>,
-    wait_file: Option<String>,
-    stale: Option<String>,
-    pause_ms: Option<u64>,
-    wait_idle: Option<bool>,
-    expect_clean: Option<bool>,
-    send_payload: Option<usize>,
-    count_fds: Option<bool>,
-    count_zombies: Option<bool>,
-    // Options.
-    peer: Option<String>,
-    target: Option<Target>,
-    payload: Option<usize>,
-    process: Option<String>,
-    args: Option<Vec<String>>,
-    count: Option<u32>,
-    spread_ms: Option<u64>,
-    background: Option<bool>,
-    from: Option<u64>,
-    to: Option<u64>,
-    stream: Option<StreamName>,
-    timeout_ms: Option<u64>,
-    capture: Option<String>,
-    at_least: Option<Value>,
-    at_most: Option<Value>,
-    equals: Option<Value>,
-    skip: Option<String>,
-}
-
-/// A spec that could not be loaded, with where and why.
-#[derive(Debug)]
-pub struct SpecError {
-    pub path: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
-            None => write!(f, "{}: {}", self.path.display(), self.message),
-        }
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-/// The system calls `wait_syscall` understands, with their x86_64/aarch64
-/// numbers resolved at compile time by libc.
-pub const KNOWN_SYSCALLS: &[&str] = &[
-    "read",
-    "write",
-    "openat",
-    "accept4",
-    "recvfrom",
-    "msgrcv",
-    "futex",
-    "ppoll",
-    "wait4",
-    "clock_nanosleep",
-    "rt_sigsuspend",
-];
-
 impl Test {
     /// The test's hints, mildest first (none when the spec gives none).
     pub fn hints(&self) -> Vec<String> {
-        if self.hint.trim().is_empty() {
-            Vec::new()
-        } else {
-            vec![self.hint.clone()]
-        }
+        self.hints.clone()
     }
 }
 
 impl Spec {
     /// Reads and validates the spec at `path`.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-            path: path.to_owned(),
-            line: None,
-            message: format!("cannot read spec: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::unreadable(path, &e))?;
         Spec::parse(path, &text)
     }
 
-    /// Parses spec text; `path` is only used in messages.
+    /// Parses and validates spec text, reporting every error it finds;
+    /// `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
-        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError {
-            path: path.to_owned(),
-            line: e.span().map(|s| line_of(text, s.start)),
-            // toml's message already shows the offending line and key.
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        let err = |line: usize, message: String| SpecError {
-            path: path.to_owned(),
-            line: Some(line),
-            message,
-        };
-
-        let key_line = |v: &Spanned<String>| line_of(text, v.span().start);
-        for (key, spanned) in [
-            ("id", &raw.task.id),
-            ("slug", &raw.task.slug),
-            ("binary", &raw.task.binary),
-        ] {
-            let value = spanned.get_ref();
-            if value.is_empty()
-                || !value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(err(
-                    key_line(spanned),
-                    format!("[task].{key} = {value:?}: use letters, digits, '-' and '_' only"),
-                ));
-            }
+        let checked = check(path, text);
+        match checked.spec {
+            Some(spec) if checked.diagnostics.is_empty() => Ok(spec),
+            _ => Err(SpecError::new(path, text, checked.diagnostics)),
         }
-        let (id, slug) = (raw.task.id.get_ref(), raw.task.slug.get_ref());
-        if !slug.starts_with(&format!("{id}-")) {
-            return Err(err(
-                key_line(&raw.task.slug),
-                format!("[task].slug {slug:?} must start with the id and a dash ({id}-...)"),
-            ));
-        }
-        let limits = &raw.limits;
-        for (key, value) in [
-            ("build_timeout_s", limits.build_timeout_s),
-            ("test_timeout_ms", limits.test_timeout_ms),
-            ("step_timeout_ms", limits.step_timeout_ms),
-            ("output_limit_bytes", limits.output_limit_bytes as u64),
-            ("memory_mib", limits.memory_mib),
-            ("processes", limits.processes),
-            ("open_files", limits.open_files),
-            ("file_size_mib", limits.file_size_mib),
-            ("test_memory_mib", limits.test_memory_mib),
-            ("disk_mib", limits.disk_mib),
-        ] {
-            if value == 0 {
-                let line = text
-                    .lines()
-                    .position(|l| l.trim_start().starts_with(key))
-                    .map_or(1, |i| i + 1);
-                return Err(err(line, format!("[limits].{key}: must be positive")));
-            }
-        }
-        let task = TaskMeta {
-            id: raw.task.id.into_inner(),
-            slug: raw.task.slug.into_inner(),
-            title: raw.task.title,
-            binary: raw.task.binary.into_inner(),
-            handout: raw.task.handout,
-        };
-        if raw.tests.is_empty() {
-            return Err(SpecError {
-                path: path.to_owned(),
-                line: None,
-                message: "the spec has no [[test]] entries".into(),
-            });
-        }
-
-        let mut names = BTreeSet::new();
-        let mut tests = Vec::new();
-        for spanned in raw.tests {
-            let line = line_of(text, spanned.span().start);
-            let raw_test = spanned.into_inner();
-            let name = raw_test.name.clone();
-            let test_err = |line: usize, msg: String| err(line, format!("test {name:?}: {msg}"));
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(test_err(
-                    line,
-                    "name: use letters, digits, '_' and '-' only".into(),
-                ));
-            }
-            if !names.insert(name.clone()) {
-                return Err(test_err(
-                    line,
-                    "name: another test already has this name".into(),
-                ));
-            }
-            if raw_test.points == 0 {
-                return Err(test_err(line, "points: must be at least 1".into()));
-            }
-            let timeout_ms = raw_test.timeout_ms.unwrap_or(raw.limits.test_timeout_ms);
-            if timeout_ms == 0 {
-                return Err(test_err(line, "timeout_ms: must be positive".into()));
-            }
-            let rounds = raw_test.rounds.unwrap_or(1);
-            if !(1..=1000).contains(&rounds) {
-                return Err(test_err(line, format!("rounds = {rounds}: give 1 to 1000")));
-            }
-            if raw_test.rlimits.open_files == Some(0) || raw_test.rlimits.processes == Some(0) {
-                return Err(test_err(
-                    line,
-                    "rlimits: a limit of 0 leaves the program unable to run at all".into(),
-                ));
-            }
-            if let Some(f) = &raw_test.io_faults {
-                for (key, p) in [
-                    ("short_reads", f.short_reads),
-                    ("short_writes", f.short_writes),
-                    ("eintr", f.eintr),
-                ] {
-                    if !(0.0..=1.0).contains(&p) {
-                        return Err(test_err(
-                            line,
-                            format!("io_faults.{key} = {p}: a probability is 0.0 to 1.0"),
-                        ));
-                    }
-                }
-            }
-            let mut ctx = StepContext::default();
-            let mut steps = Vec::new();
-            for (index, raw_step) in raw_test.steps.into_iter().enumerate() {
-                let step_line = line_of(text, raw_step.span().start);
-                let step = validate_step(raw_step.into_inner(), step_line, &raw.limits, &mut ctx)
-                    .map_err(|m| test_err(step_line, format!("step {}: {m}", index + 1)))?;
-                steps.push(step);
-            }
-            if steps.is_empty() {
-                return Err(test_err(
-                    line,
-                    "steps: a test needs at least one step".into(),
-                ));
-            }
-            if ctx.started.len() > 1 {
-                if let Some(step) = steps
-                    .iter()
-                    .find(|s| s.process.is_none() && targets_process(&s.action))
-                {
-                    return Err(test_err(
-                        step.line,
-                        "process: this test starts several processes, so each step must name one"
-                            .into(),
-                    ));
-                }
-            }
-            tests.push(Test {
-                name,
-                description: raw_test.description,
-                points: raw_test.points,
-                timeout_ms,
-                visibility: raw_test.visibility,
-                hint: raw_test.hint,
-                steps,
-                line,
-                rounds,
-                cpus: raw_test.cpus,
-                rlimits: raw_test.rlimits,
-                io_faults: raw_test.io_faults,
-            });
-        }
-
-        Ok(Spec {
-            path: path.to_owned(),
-            task,
-            limits: raw.limits,
-            tests,
-            digest: sha256_hex(text.as_bytes()),
-        })
     }
 
     /// Total points of the spec.
@@ -713,436 +383,182 @@ impl Spec {
     }
 }
 
-fn targets_process(action: &Action) -> bool {
-    !matches!(
-        action,
-        Action::Start { .. }
-            | Action::StartPeer { .. }
-            | Action::Join
-            | Action::Stale { .. }
-            | Action::ExpectClean
-    )
+/// A spec file validated: every problem found, and what could be read of
+/// it for the checks of the course around it ([`crate::check`]).
+#[derive(Debug)]
+pub struct Checked {
+    /// The spec, when it has no errors.
+    pub spec: Option<Spec>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// `[task].slug` and `[task].binary`, with their spans.
+    pub slug: Option<(String, std::ops::Range<usize>)>,
+    pub binary: Option<(String, std::ops::Range<usize>)>,
+    /// The names of the tests, when the file is valid TOML.
+    pub test_names: Option<Vec<String>>,
 }
 
-/// What validation of earlier steps in a test has established.
-#[derive(Default)]
-struct StepContext {
-    started: Vec<String>,
-    /// Variables bound so far (captures and `sent_SIGNAL` counters).
-    vars: BTreeSet<String>,
+/// Validates spec text, collecting every error.
+pub fn check(path: &Path, text: &str) -> Checked {
+    let mut r = Reader::new(text);
+    let mut checked = Checked {
+        spec: None,
+        diagnostics: Vec::new(),
+        slug: None,
+        binary: None,
+        test_names: None,
+    };
+    checked.spec = read_spec(&mut r, path, &mut checked);
+    checked.diagnostics = std::mem::take(&mut r.diags);
+    checked
 }
 
-fn validate_step(
-    raw: RawStep,
-    line: usize,
-    limits: &Limits,
-    ctx: &mut StepContext,
-) -> Result<Step, String> {
-    let mut actions = Vec::new();
-    macro_rules! present {
-        ($($field:ident),*) => { $( if raw.$field.is_some() { actions.push(stringify!($field)); } )* };
-    }
-    present!(
-        start,
-        send_line,
-        close_stdin,
-        signal,
-        join,
-        wait_for,
-        expect,
-        expect_numbered,
-        expect_handlers,
-        wait_syscall,
-        wait_blocked,
-        stop_reading,
-        resume_reading,
-        expect_exit,
-        expect_killed_by,
-        expect_alive,
-        wait_file,
-        stale,
-        pause_ms,
-        wait_idle,
-        expect_clean,
-        send_payload,
-        count_fds,
-        count_zombies
-    );
-    let action_name = match actions.as_slice() {
-        [one] => *one,
-        [] => return Err("no action: a step needs one of start, send_line, send_payload, close_stdin, signal, pause_ms, stale, join, wait_for, expect, expect_numbered, expect_handlers, wait_blocked, wait_syscall, wait_file, wait_idle, stop_reading, resume_reading, count_fds, count_zombies, expect_exit, expect_killed_by, expect_alive, expect_clean".into()),
-        many => return Err(format!("several actions ({}): put each in its own step", many.join(", "))),
-    };
+/// The whole spec; `None` when something is wrong (the reader has the
+/// diagnostics).
+fn read_spec(r: &mut Reader<'_>, path: &Path, checked: &mut Checked) -> Option<Spec> {
+    let doc = r.parse()?;
+    // The document has no header: an empty span makes a missing top-level
+    // key a problem of the whole file.
+    let top = r.table(doc.get_ref(), 0..0, lang::SPEC_KEYS, "the spec");
+    let limits = Limits::from_fields(top.table("limits"));
+    let task = top.table("task").and_then(|t| {
+        let spanned = |key: &str| Some((t.str(key)?.to_owned(), t.span_of(key)?));
+        checked.slug = spanned("slug");
+        checked.binary = spanned("binary");
+        read_task(r, t)
+    });
 
-    // Options and the actions they belong to.
-    let allowed: &[&str] = match action_name {
-        "start" => &["args", "peer"],
-        "stale" => &["args"],
-        "signal" => &["count", "spread_ms", "background", "target"],
-        "pause_ms" => &["count", "spread_ms", "background", "target"],
-        "count_fds" | "count_zombies" => &["capture", "at_least", "at_most", "equals"],
-        "wait_for" => &[
-            "stream", "capture", "at_least", "at_most", "equals", "payload",
-        ],
-        "expect" => &[
-            "stream", "capture", "at_least", "at_most", "equals", "payload", "skip",
-        ],
-        "stop_reading" | "resume_reading" => &["stream"],
-        "expect_numbered" => &["from", "to", "stream"],
-        _ => &[],
-    };
-    let options = [
-        ("args", raw.args.is_some()),
-        ("count", raw.count.is_some()),
-        ("spread_ms", raw.spread_ms.is_some()),
-        ("background", raw.background.is_some()),
-        ("from", raw.from.is_some()),
-        ("to", raw.to.is_some()),
-        ("stream", raw.stream.is_some()),
-        ("capture", raw.capture.is_some()),
-        ("at_least", raw.at_least.is_some()),
-        ("at_most", raw.at_most.is_some()),
-        ("equals", raw.equals.is_some()),
-        ("peer", raw.peer.is_some()),
-        ("target", raw.target.is_some()),
-        ("payload", raw.payload.is_some()),
-        ("skip", raw.skip.is_some()),
-    ];
-    for (option, set) in options {
-        if set && !allowed.contains(&option) {
-            return Err(format!("`{option}` does not apply to `{action_name}`"));
-        }
-    }
-    if action_name == "start" && raw.process.is_some() {
-        return Err("`start` names the process itself: write start = \"NAME\"".into());
-    }
-    if let Some(p) = &raw.process {
-        if !ctx.started.contains(p) {
-            return Err(format!("process {p:?} is not started by an earlier step"));
-        }
-    } else if !matches!(action_name, "start" | "join" | "stale") && ctx.started.is_empty() {
-        return Err(format!("`{action_name}` before any `start` step"));
-    }
-
-    let flag = |v: Option<bool>, name: &str| -> Result<(), String> {
-        match v {
-            Some(true) => Ok(()),
-            _ => Err(format!("`{name}` takes the value true")),
-        }
-    };
-    let regex = |pattern: &str| {
-        regex::Regex::new(pattern)
-            .map_err(|e| format!("{action_name} = {pattern:?} is not a valid regex: {e}"))
-    };
-    let number_check = |re: &regex::Regex, ctx: &mut StepContext| -> Result<NumberCheck, String> {
-        let check = NumberCheck {
-            capture: raw.capture.clone(),
-            at_least: raw.at_least.clone(),
-            at_most: raw.at_most.clone(),
-            equals: raw.equals.clone(),
+    let step_keys = lang::step_keys();
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let mut tests = Vec::new();
+    for (index, item) in top.items("test").iter().enumerate() {
+        let mark = r.diags.len();
+        let Some(fields) = r.item(item, lang::TEST_KEYS, "a [[test]]") else {
+            continue;
         };
-        if !check.is_empty() && re.captures_len() != 2 {
-            return Err(format!(
-                "capture/at_least/at_most/equals need exactly one capture group in the regex, found {}",
-                re.captures_len() - 1
-            ));
-        }
-        check_vars(&check, ctx)?;
-        Ok(check)
-    };
-    let line_check = |re: &regex::Regex, ctx: &mut StepContext| -> Result<LineCheck, String> {
-        if let Some(len) = raw.payload {
-            if raw.capture.is_some()
-                || raw.at_least.is_some()
-                || raw.at_most.is_some()
-                || raw.equals.is_some()
-            {
-                return Err("`payload` checks the captured text; it does not combine with capture/at_least/at_most/equals".into());
-            }
-            if re.captures_len() != 2 {
-                return Err(format!(
-                    "`payload` needs exactly one capture group in the regex (the text to compare), found {}",
-                    re.captures_len() - 1
-                ));
-            }
-            return Ok(LineCheck::Payload(len));
-        }
-        number_check(re, ctx).map(LineCheck::Number)
-    };
-
-    let action = match action_name {
-        "start" => {
-            let name = raw.start.clone().unwrap_or_default();
-            if name.is_empty() {
-                return Err("start: the process needs a name".into());
-            }
-            if ctx.started.contains(&name) {
-                return Err(format!("start: process {name:?} is already started"));
-            }
-            ctx.started.push(name.clone());
-            let args = raw.args.clone().unwrap_or_default();
-            match &raw.peer {
-                None => Action::Start { name, args },
-                Some(kind) => {
-                    if !crate::peers::KINDS.iter().any(|(k, _)| k == kind) || kind == "stale" {
-                        let known: Vec<&str> = crate::peers::KINDS
-                            .iter()
-                            .map(|(k, _)| *k)
-                            .filter(|k| *k != "stale")
-                            .collect();
-                        return Err(format!(
-                            "peer = {kind:?}: no such grader peer (known: {})",
-                            known.join(", ")
-                        ));
-                    }
-                    Action::StartPeer {
-                        name,
-                        kind: kind.clone(),
-                        args,
-                    }
+        let line = diag::place_of(r.text, item.span().start).line;
+        let context = match fields.str("name") {
+            Some(name) => format!("test {name:?}"),
+            None => format!("test #{}", index + 1),
+        };
+        r.set_context(mark, &context);
+        if let Some(name) = fields.str("name") {
+            match names.iter().find(|(n, _)| n == name) {
+                Some((_, first_line)) => {
+                    let mut d = Diagnostic::new(
+                        ErrorKind::DuplicateTest {
+                            first_line: *first_line,
+                        },
+                        fields.span_of("name").unwrap_or_default(),
+                    );
+                    d.context = Some(context.clone());
+                    r.error(d);
                 }
+                None => names.push((name.to_owned(), line)),
             }
         }
-        "stale" => {
-            let kind = raw.stale.clone().unwrap_or_default();
-            if !STALE_KINDS.contains(&kind.as_str()) {
-                return Err(format!(
-                    "stale = {kind:?}: unknown kind (known: {})",
-                    STALE_KINDS.join(", ")
-                ));
-            }
-            let args = raw.args.clone().unwrap_or_default();
-            if args.is_empty() {
-                return Err(format!(
-                    "stale = {kind:?} needs args = [NAME] (a path, name or key), and optionally a value"
-                ));
-            }
-            Action::Stale { kind, args }
-        }
-        "pause_ms" => {
-            let max_ms = raw.pause_ms.unwrap_or_default();
-            if max_ms == 0 {
-                return Err("pause_ms: must be positive".into());
-            }
-            let count = raw.count.unwrap_or(1);
-            if count == 0 {
-                return Err("count: must be at least 1".into());
-            }
-            Action::Pause {
-                max_ms,
-                target: raw.target.unwrap_or_default(),
-                count,
-                spread_ms: raw.spread_ms.unwrap_or(0),
-                background: raw.background.unwrap_or(false),
+        if let Some(test) = read_test(r, &fields, &step_keys, &limits, &context, line) {
+            if r.diags.len() == mark {
+                tests.push(test);
             }
         }
-        "wait_idle" => {
-            flag(raw.wait_idle, "wait_idle")?;
-            Action::WaitIdle
-        }
-        "expect_clean" => {
-            flag(raw.expect_clean, "expect_clean")?;
-            Action::ExpectClean
-        }
-        "count_fds" | "count_zombies" => {
-            let what = if action_name == "count_fds" {
-                flag(raw.count_fds, "count_fds")?;
-                Counted::Fds
-            } else {
-                flag(raw.count_zombies, "count_zombies")?;
-                Counted::Zombies
-            };
-            let check = NumberCheck {
-                capture: raw.capture.clone(),
-                at_least: raw.at_least.clone(),
-                at_most: raw.at_most.clone(),
-                equals: raw.equals.clone(),
-            };
-            if check.is_empty() {
-                return Err(format!(
-                    "{action_name} needs capture, at_least, at_most or equals"
-                ));
-            }
-            check_vars(&check, ctx)?;
-            Action::Count(what, check)
-        }
-        "send_payload" => {
-            let len = raw.send_payload.unwrap_or_default();
-            if len == 0 {
-                return Err("send_payload: the length must be positive".into());
-            }
-            Action::SendPayload(len)
-        }
-        "send_line" => Action::SendLine(raw.send_line.clone().unwrap_or_default()),
-        "close_stdin" => {
-            flag(raw.close_stdin, "close_stdin")?;
-            Action::CloseStdin
-        }
-        "join" => {
-            flag(raw.join, "join")?;
-            Action::Join
-        }
-        "expect_alive" => {
-            flag(raw.expect_alive, "expect_alive")?;
-            Action::ExpectAlive
-        }
-        "signal" => {
-            let name = raw.signal.as_deref().unwrap_or_default();
-            let signal = signals::parse(name).map_err(|e| format!("signal: {e}"))?;
-            let count = raw.count.unwrap_or(1);
-            if count == 0 {
-                return Err("count: must be at least 1".into());
-            }
-            ctx.vars.insert(format!("sent_{}", signals::name(signal)));
-            Action::Signal {
-                signal,
-                count,
-                spread_ms: raw.spread_ms.unwrap_or(0),
-                background: raw.background.unwrap_or(false),
-                target: raw.target.unwrap_or_default(),
-            }
-        }
-        "wait_for" => {
-            let re = regex(raw.wait_for.as_deref().unwrap_or_default())?;
-            let check = line_check(&re, ctx)?;
-            Action::WaitFor(re, check)
-        }
-        "expect" => {
-            let re = regex(raw.expect.as_deref().unwrap_or_default())?;
-            let check = line_check(&re, ctx)?;
-            let skip = match raw.skip.as_deref() {
-                Some(p) => Some(
-                    regex::Regex::new(p)
-                        .map_err(|e| format!("skip = {p:?} is not a valid regex: {e}"))?,
-                ),
-                None => None,
-            };
-            Action::Expect(re, check, skip)
-        }
-        "wait_blocked" => {
-            flag(raw.wait_blocked, "wait_blocked")?;
-            Action::WaitBlocked
-        }
-        "stop_reading" => {
-            flag(raw.stop_reading, "stop_reading")?;
-            Action::Reading(false)
-        }
-        "resume_reading" => {
-            flag(raw.resume_reading, "resume_reading")?;
-            Action::Reading(true)
-        }
-        "expect_numbered" => {
-            let template = raw.expect_numbered.clone().unwrap_or_default();
-            if template.matches("{}").count() != 1 {
-                return Err(
-                    "expect_numbered: the template needs exactly one {} for the number".into(),
-                );
-            }
-            let (Some(from), Some(to)) = (raw.from, raw.to) else {
-                return Err("expect_numbered needs `from` and `to`".into());
-            };
-            if from > to {
-                return Err(format!(
-                    "expect_numbered: from ({from}) is greater than to ({to})"
-                ));
-            }
-            Action::ExpectNumbered { template, from, to }
-        }
-        "expect_handlers" => {
-            let names = raw.expect_handlers.clone().unwrap_or_default();
-            if names.is_empty() {
-                return Err("expect_handlers: list at least one signal".into());
-            }
-            let sigs = names
-                .iter()
-                .map(|n| signals::parse(n))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("expect_handlers: {e}"))?;
-            if let Some(s) = sigs
-                .iter()
-                .find(|s| matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
-            {
-                return Err(format!(
-                    "expect_handlers: {} can never have a handler",
-                    signals::name(*s)
-                ));
-            }
-            Action::ExpectHandlers(sigs)
-        }
-        "wait_syscall" => {
-            let name = raw.wait_syscall.clone().unwrap_or_default();
-            if !KNOWN_SYSCALLS.contains(&name.as_str()) {
-                return Err(format!(
-                    "wait_syscall: unknown system call {name:?} (known: {})",
-                    KNOWN_SYSCALLS.join(", ")
-                ));
-            }
-            Action::WaitSyscall(name)
-        }
-        "wait_file" => {
-            let path = raw.wait_file.clone().unwrap_or_default();
-            let p = Path::new(&path);
-            if path.is_empty()
-                || p.is_absolute()
-                || p.components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(format!("wait_file = {path:?}: give a path inside the test's scratch directory (relative, no ..)"));
-            }
-            Action::WaitFile(path)
-        }
-        "expect_exit" => {
-            let code = raw.expect_exit.unwrap_or_default();
-            if !(0..=255).contains(&code) {
-                return Err(format!("expect_exit = {code}: an exit status is 0 to 255"));
-            }
-            Action::ExpectExit(code)
-        }
-        "expect_killed_by" => {
-            let name = raw.expect_killed_by.as_deref().unwrap_or_default();
-            Action::ExpectKilledBy(
-                signals::parse(name).map_err(|e| format!("expect_killed_by: {e}"))?,
-            )
-        }
-        other => unreachable!("action {other} listed above"),
-    };
-
-    if raw.timeout_ms == Some(0) {
-        return Err("timeout_ms: must be positive".into());
     }
-    Ok(Step {
-        action,
-        process: raw.process,
-        stream: raw.stream.unwrap_or_default(),
-        timeout_ms: raw.timeout_ms.unwrap_or(limits.step_timeout_ms),
-        line,
+    checked.test_names = Some(names.into_iter().map(|(n, _)| n).collect());
+    Some(Spec {
+        path: path.to_owned(),
+        task: task?,
+        limits,
+        tests,
+        digest: sha256_hex(r.text.as_bytes()),
     })
 }
 
-/// Variables a check reads must be bound by an earlier step; the one it
-/// captures is bound from here on.
-fn check_vars(check: &NumberCheck, ctx: &mut StepContext) -> Result<(), String> {
-    for v in [&check.at_least, &check.at_most, &check.equals]
-        .into_iter()
-        .flatten()
-    {
-        if let Value::Var(name) = v {
-            if !ctx.vars.contains(name) {
-                return Err(format!(
-                    "variable {name:?} is not bound here (bind it with `capture`, or send signals for sent_SIGNAME)"
-                ));
+fn read_task(r: &mut Reader<'_>, t: &Fields<'_>) -> Option<TaskMeta> {
+    if let (Some(id), Some(slug)) = (t.str("id"), t.str("slug")) {
+        if !slug.starts_with(&format!("{id}-")) {
+            r.error(Diagnostic::new(
+                ErrorKind::SlugWithoutId {
+                    slug: slug.to_owned(),
+                    id: id.to_owned(),
+                },
+                t.span_of("slug").unwrap_or_default(),
+            ));
+        }
+    }
+    let get = |key: &str| t.str(key).map(str::to_owned);
+    Some(TaskMeta {
+        id: get("id")?,
+        slug: get("slug")?,
+        title: get("title")?,
+        binary: get("binary")?,
+        handout: get("handout")?,
+    })
+}
+
+/// One `[[test]]` and its steps; `None` when a required key is missing or
+/// a step has errors.
+fn read_test(
+    r: &mut Reader<'_>,
+    fields: &Fields<'_>,
+    step_keys: &[Key],
+    limits: &Limits,
+    context: &str,
+    line: usize,
+) -> Option<Test> {
+    let mut ctx = steps::StepContext::default();
+    let mut read = Vec::new();
+    for (index, item) in fields.items("steps").iter().enumerate() {
+        let mark = r.diags.len();
+        read.push(steps::read_step(r, item, step_keys, limits, &mut ctx));
+        r.set_context(mark, &format!("{context}, step {}", index + 1));
+    }
+    if ctx.started.len() > 1 {
+        for (index, s) in read.iter().enumerate() {
+            if s.subject == Some(lang::Subject::Process) && !s.has_process {
+                let mut d = Diagnostic::new(ErrorKind::ProcessNeeded, s.span.clone());
+                d.context = Some(format!("{context}, step {}", index + 1));
+                r.error(d);
             }
         }
     }
-    if let Some(name) = &check.capture {
-        ctx.vars.insert(name.clone());
-    }
-    Ok(())
-}
-
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    let steps: Vec<Step> = read.into_iter().map(|s| s.step).collect::<Option<_>>()?;
+    let keys = lang::TEST_KEYS;
+    let str_of = |key: &str| fields.str(key).unwrap_or_default().to_owned();
+    let rlimits = fields.table("rlimits");
+    let rlimit = |key: &str| rlimits.and_then(|t| t.int(key)).map(|n| n as u64);
+    Some(Test {
+        name: fields.str("name")?.to_owned(),
+        description: str_of("description"),
+        points: fields.int("points")? as u32,
+        timeout_ms: fields
+            .int("timeout_ms")
+            .map_or(limits.test_timeout_ms, |n| n as u64),
+        visibility: match fields.str("visibility") {
+            Some("hidden") => Visibility::Hidden,
+            _ => Visibility::Visible,
+        },
+        hints: fields
+            .strings("hint")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| !h.trim().is_empty())
+            .collect(),
+        steps,
+        line,
+        rounds: fields.int_or_default(keys, "rounds") as u32,
+        cpus: match fields.str("cpus") {
+            Some("seeded") => CpuPlacement::Seeded,
+            _ => CpuPlacement::Any,
+        },
+        rlimits: Rlimits {
+            open_files: rlimit("open_files"),
+            processes: rlimit("processes"),
+        },
+        io_faults: fields.table("io_faults").map(|t| crate::shim::IoFaults {
+            short_reads: t.float("short_reads").unwrap_or(0.0),
+            short_writes: t.float("short_writes").unwrap_or(0.0),
+            eintr: t.float("eintr").unwrap_or(0.0),
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -1166,13 +582,26 @@ mod tests {
         format!("{TASK}[[test]]\nname = \"a\"\npoints = 1\nsteps = [\n{steps}]\n")
     }
 
-    /// The error is on `line` and its message mentions every one of `parts`.
+    /// The spec has exactly one error, on `line`, and its message mentions
+    /// every one of `parts`.
     #[track_caller]
     fn assert_err(e: &SpecError, line: usize, parts: &[&str]) {
-        assert_eq!(e.line, Some(line), "wrong line in: {e}");
-        for part in parts {
-            assert!(e.message.contains(part), "{part:?} not in: {e}");
-        }
+        assert_eq!(e.diagnostics.len(), 1, "not one error: {e}");
+        assert_has(e, line, parts);
+    }
+
+    /// One of the spec's errors is on `line` and mentions every one of `parts`.
+    #[track_caller]
+    fn assert_has(e: &SpecError, line: usize, parts: &[&str]) {
+        let found = e.diagnostics.iter().any(|d| {
+            e.place(d).map(|p| p.line) == Some(line)
+                && parts.iter().all(|part| d.message().contains(part))
+        });
+        assert!(
+            found,
+            "no error on line {line} with {parts:?} in:\n{}",
+            e.one_line_each()
+        );
     }
 
     const START: &str = "{ start = \"m\" }";
@@ -1180,8 +609,11 @@ mod tests {
     #[test]
     fn message_is_file_line_message() {
         let e = err(&one_test(&[START, "{ timeout_ms = 5 }"]));
-        assert_eq!(e.to_string(), format!("specs/x.toml:12: {}", e.message));
-        assert!(e.message.starts_with("test \"a\": step 2: "), "{e}");
+        let line = e.one_line_each();
+        assert!(
+            line.starts_with("specs/x.toml:12:3: test \"a\", step 2: no action: a step needs one of start, send_line, "),
+            "{line}"
+        );
     }
 
     #[test]
@@ -1189,25 +621,36 @@ mod tests {
         let text = format!(
             "{TASK}colour = \"red\"\n[[test]]\nname = \"a\"\npoints = 1\nsteps = [{START}]\n"
         );
-        assert_err(&err(&text), 7, &["line 7", "unknown field `colour`"]);
+        assert_err(&err(&text), 7, &["unknown key `colour` in [task]"]);
     }
 
     #[test]
     fn unknown_key_in_step() {
         let e = err(&one_test(&[START, "{ expct = '^x$' }"]));
-        assert_err(&e, 12, &["line 12", "unknown field `expct`", "`expect`"]);
+        assert_err(
+            &e,
+            12,
+            &["unknown key `expct` in a step", "did you mean `expect`?"],
+        );
     }
 
     #[test]
     fn wrong_type() {
         let text = format!("{TASK}[[test]]\nname = \"a\"\npoints = \"two\"\nsteps = [{START}]\n");
-        assert_err(&err(&text), 9, &["line 9", "points", "\"two\"", "u32"]);
+        assert_err(
+            &err(&text),
+            9,
+            &[
+                "`points` must be an integer from 1 to",
+                "not the string \"two\"",
+            ],
+        );
     }
 
     #[test]
     fn missing_required_key() {
         let text = format!("{TASK}[[test]]\nname = \"a\"\nsteps = [{START}]\n");
-        assert_err(&err(&text), 7, &["line 7", "missing field `points`"]);
+        assert_err(&err(&text), 7, &["missing key `points` in a [[test]]"]);
     }
 
     #[test]
@@ -1228,7 +671,7 @@ mod tests {
         assert_err(
             &e,
             12,
-            &["step 2", "wait_for = \"(x\" is not a valid regex"],
+            &["step 2", "`wait_for` is not a valid regex: unclosed group"],
         );
     }
 
@@ -1282,8 +725,11 @@ mod tests {
         let e = err(&format!("{TASK}{test}\n{test}"));
         assert_err(
             &e,
-            12,
-            &["test \"a\"", "name: another test already has this name"],
+            13,
+            &[
+                "test \"a\"",
+                "name: another test already has this name (line 7)",
+            ],
         );
     }
 
@@ -1297,7 +743,14 @@ mod tests {
         ]));
         assert_err(&e, 12, &["expect_handlers: unknown signal \"USR9\""]);
         let e = err(&one_test(&[START, "{ expect_killed_by = 'KIL' }"]));
-        assert_err(&e, 12, &["expect_killed_by: unknown signal \"KIL\""]);
+        assert_err(
+            &e,
+            12,
+            &[
+                "expect_killed_by: unknown signal \"KIL\"",
+                "did you mean `SIGKILL`?",
+            ],
+        );
     }
 
     #[test]
@@ -1306,10 +759,7 @@ mod tests {
         assert_err(
             &e,
             12,
-            &[
-                "wait_syscall: unknown system call \"select\"",
-                "known: read",
-            ],
+            &["`wait_syscall` = \"select\" is not one of read, write, openat"],
         );
     }
 
@@ -1340,7 +790,9 @@ mod tests {
             START,
             "{ expect_numbered = 'line {}', from = 1 }",
         ]));
-        assert_err(&e, 12, &["needs `from` and `to`"]);
+        assert_err(&e, 12, &["`expect_numbered` needs `to`"]);
+        let e = err(&one_test(&[START, "{ expect_numbered = 'line {}' }"]));
+        assert_err(&e, 12, &["`expect_numbered` needs `from` and `to`"]);
     }
 
     #[test]
@@ -1357,7 +809,11 @@ mod tests {
             "[[test]]\nname = \"a\"\npoints = 1\nhint = '''\nbinary = \"x\" is wrong\n'''\nsteps = [{START}]\n\n{}",
             TASK.replace("binary = \"x\"", "binary = \"x y\"")
         );
-        assert_err(&err(&text), 13, &["[task].binary = \"x y\""]);
+        assert_err(
+            &err(&text),
+            13,
+            &["`binary` = \"x y\": use letters, digits"],
+        );
     }
 
     #[test]
@@ -1447,19 +903,156 @@ steps = [
     #[test]
     fn impossible_expectations_and_zero_budgets() {
         let e = err(&one_test(&[START, "{ expect_exit = 256 }"]));
-        assert_err(&e, 12, &["expect_exit = 256", "0 to 255"]);
+        assert_err(
+            &e,
+            12,
+            &["`expect_exit` = 256: give an integer from 0 to 255"],
+        );
         let e = err(&one_test(&[
             START,
             "{ expect_handlers = [\"SIGINT\", \"SIGKILL\"] }",
         ]));
         assert_err(&e, 12, &["SIGKILL can never have a handler"]);
         let e = err(&one_test(&[START, "{ expect = 'x', timeout_ms = 0 }"]));
-        assert_err(&e, 12, &["timeout_ms: must be positive"]);
+        assert_err(&e, 12, &["`timeout_ms` = 0: give an integer >= 1"]);
         let text = format!("{TASK}[limits]\nstep_timeout_ms = 0\n[[test]]\nname = \"a\"\npoints = 1\nsteps = [{START}]\n");
         assert_err(
             &err(&text),
             8,
-            &["[limits].step_timeout_ms: must be positive"],
+            &["`step_timeout_ms` = 0: give an integer >= 1"],
+        );
+    }
+
+    /// The TA guide (specs/GUIDE.md) has an example of every action, every
+    /// step it shows is valid, and its example spec parses.
+    #[test]
+    fn the_guide_shows_every_action_and_its_examples_are_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs/GUIDE.md");
+        let guide = std::fs::read_to_string(path).expect("specs/GUIDE.md");
+        let blocks: Vec<&str> = guide
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap_or_default())
+            .collect();
+        for a in lang::ACTIONS {
+            let shown = format!("{{ {} = ", a.name);
+            assert!(
+                blocks.iter().any(|b| b.contains(&shown)),
+                "GUIDE.md has no example of `{}`",
+                a.name
+            );
+        }
+        // Each example step, after steps that start a process and bind the
+        // variables the examples read.
+        let prefix = [
+            "{ start = \"p\" }",
+            "{ signal = \"SIGUSR1\", process = \"p\" }",
+            "{ expect = '(\\d+)', capture = \"t\", process = \"p\" }",
+            "{ expect = '(\\d+)', capture = \"fds\", process = \"p\" }",
+        ];
+        let mut checked = 0;
+        for block in &blocks {
+            for line in block.lines().map(str::trim).filter(|l| l.starts_with('{')) {
+                // Steps that name their process belong to the example spec,
+                // checked whole below.
+                if line.contains("process =") {
+                    continue;
+                }
+                let step = line.split("},").next().unwrap_or_default().to_owned() + "}";
+                let mut steps: Vec<&str> = prefix.to_vec();
+                steps.push(&step);
+                if let Err(e) = parse(&one_test(&steps)) {
+                    panic!("GUIDE.md example {line}:\n{e}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 30, "only {checked} example steps found");
+        // The skeleton and the first test together are a valid spec.
+        let skeleton = blocks
+            .iter()
+            .find(|b| b.contains("[task]"))
+            .expect("the skeleton");
+        let test = blocks
+            .iter()
+            .find(|b| b.contains("[[test]]"))
+            .expect("a test");
+        let spec = Spec::parse(
+            Path::new("specs/task6-tally.toml"),
+            &format!("{skeleton}\n{test}"),
+        )
+        .unwrap_or_else(|e| panic!("the guide's example spec: {e}"));
+        assert_eq!(spec.task.slug, "task6-tally");
+    }
+
+    /// Bad input is reported, never a panic: the shipped specs, cut and
+    /// spliced at seeded places, parse to a spec or to errors that render.
+    #[test]
+    fn mangled_specs_give_errors_not_panics() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../specs");
+        let mut rng = fastrand::Rng::with_seed(13);
+        let bits = [
+            "{",
+            "}",
+            "[",
+            "]",
+            "=",
+            "\"",
+            "'",
+            "\n",
+            "#",
+            ",",
+            "0",
+            "x",
+            "\\",
+            "é",
+            "[[test]]\n",
+        ];
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for _ in 0..40 {
+                let mut t = text.clone();
+                for _ in 0..rng.usize(1..4) {
+                    let mut at = rng.usize(0..=t.len());
+                    while !t.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    if rng.bool() {
+                        let mut end = (at + rng.usize(0..40)).min(t.len());
+                        while !t.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        t.replace_range(at..end, "");
+                    } else {
+                        t.insert_str(at, bits[rng.usize(0..bits.len())]);
+                    }
+                }
+                if let Err(e) = Spec::parse(&path, &t) {
+                    assert!(!e.diagnostics.is_empty());
+                    let _ = (e.render(false), e.render(true), e.one_line_each());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn steps_as_tables_of_an_array() {
+        let text = format!(
+            "{TASK}[[test]]\nname = \"a\"\npoints = 1\n\n[[test.steps]]\nstart = \"m\"\n\n[[test.steps]]\nexpect = '^x$'\ntimeout_ms = 50\n"
+        );
+        let spec = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let steps = &spec.tests[0].steps;
+        assert_eq!((steps[0].line, steps[1].line), (11, 14));
+        assert_eq!(steps[1].timeout_ms, 50);
+        let e = err(&text.replace("timeout_ms = 50", "timout_ms = 50"));
+        assert_err(
+            &e,
+            16,
+            &["unknown key `timout_ms` in a step", "`timeout_ms`?"],
         );
     }
 }

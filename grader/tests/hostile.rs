@@ -82,7 +82,8 @@ struct Ctx {
     /// Unique to this run of the suite: names of the files programs try to
     /// create.
     nonce: String,
-    /// Number of tests in the task's spec: a full report lists all of them.
+    /// Number of tests graded (`HOSTILE_TESTS`, all in the task's spec): a
+    /// full report lists every one of them.
     spec_tests: usize,
     reaper: Reaper,
 }
@@ -960,7 +961,7 @@ fn run_case(ctx: &Ctx, case: &Case) -> Outcome {
         let listed = tests(report).len();
         if listed != ctx.spec_tests {
             failures.push(format!(
-                "the report lists {listed} tests, the spec has {}",
+                "the report lists {listed} tests, {} were graded",
                 ctx.spec_tests
             ));
         }
@@ -1228,7 +1229,18 @@ fn main() -> ExitCode {
     })
     .task(TASK)
     {
-        Ok(spec) => spec.tests.len(),
+        Ok(spec) => {
+            let missing: Vec<&str> = HOSTILE_TESTS
+                .iter()
+                .copied()
+                .filter(|t| !spec.tests.iter().any(|x| x.name == *t))
+                .collect();
+            if !missing.is_empty() {
+                eprintln!("hostile: the {TASK} spec has no test {missing:?}");
+                return ExitCode::FAILURE;
+            }
+            HOSTILE_TESTS.len()
+        }
         Err(e) => {
             eprintln!("hostile: cannot read the {TASK} spec: {e}");
             return ExitCode::FAILURE;

@@ -447,5 +447,5 @@ fn an_overlay_test_is_in_instructor_outputs_and_in_no_student_output() {
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("{SLUG}.toml:1")), "{stderr}");
+    assert!(stderr.contains(&format!("{SLUG}.toml:3:10")), "{stderr}");
 }

@@ -223,3 +223,37 @@ fn fault_kinds_are_reported() {
     let cut = observed("fail_payload_cut_short");
     assert!(cut.contains("5000 bytes"), "{cut}");
 }
+
+#[test]
+fn hints_escalate_with_the_hint_option() {
+    let run = |extra: &[&str]| -> String {
+        let mut cmd = assert_cmd::Command::cargo_bin("cargo-grade").unwrap();
+        cmd.args([
+            "grade",
+            "task9",
+            "--only",
+            "fail_with_escalating_hints",
+            "--course",
+        ])
+        .arg(fixture())
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .env(
+            "CARGO_GRADE_TARGET_DIR",
+            common::course_root().join("target/cargo-grade-fixture"),
+        );
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    };
+    let first = run(&[]);
+    assert!(first.contains("Hint: look at the first line"), "{first}");
+    assert!(
+        !first.contains("must be exactly"),
+        "one hint by default: {first}"
+    );
+    let both = run(&["--hint", "2"]);
+    assert!(both.contains("Hint: look at the first line"), "{both}");
+    assert!(
+        both.contains("Hint 2: the first line must be exactly `ready`"),
+        "{both}"
+    );
+}

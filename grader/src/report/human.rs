@@ -277,8 +277,11 @@ fn explain(report: &Report, t: &TestResult, out: &mut dyn Write) -> std::io::Res
         }
         (None, _) => writeln!(out, "{}", v(t.note.as_deref().unwrap_or("").trim_end()))?,
     }
-    if let Some(hint) = t.hints.first() {
-        writeln!(out, "{BOLD}Hint:{BOLD:#} {hint}")?;
+    for (i, hint) in t.hints.iter().enumerate() {
+        match i {
+            0 => writeln!(out, "{BOLD}Hint:{BOLD:#} {}", v(hint))?,
+            _ => writeln!(out, "{BOLD}Hint {}:{BOLD:#} {}", i + 1, v(hint))?,
+        }
     }
     writeln!(
         out,

@@ -63,8 +63,11 @@ pub fn explain(report: &Report, result: &TestResult) -> String {
     } else if let Some(note) = &result.note {
         let _ = writeln!(out, "{note}");
     }
-    if let Some(hint) = result.hints.first() {
-        let _ = writeln!(out, "Hint: {hint}");
+    for (i, hint) in result.hints.iter().enumerate() {
+        let _ = match i {
+            0 => writeln!(out, "Hint: {hint}"),
+            _ => writeln!(out, "Hint {}: {hint}", i + 1),
+        };
     }
     let _ = writeln!(out, "Reproduce: {}", report.reproduce(&result.name));
     out
@@ -97,6 +100,8 @@ pub struct Reporter {
     audience: crate::result::Audience,
     /// The task's spec, which JUnit names its suite after.
     spec: Option<crate::spec::Spec>,
+    /// Hints shown per test to a student (`--hint N`).
+    hints: usize,
     written: std::sync::Mutex<std::io::Result<()>>,
 }
 
@@ -106,6 +111,7 @@ impl Reporter {
             style,
             audience,
             spec: None,
+            hints: 1,
             written: std::sync::Mutex::new(Ok(())),
         }
     }
@@ -116,6 +122,12 @@ impl Reporter {
         self
     }
 
+    /// Up to `n` hints per test for a student (`--hint N`).
+    pub fn with_hints(mut self, n: usize) -> Reporter {
+        self.hints = n;
+        self
+    }
+
     /// Whether every report was written.
     pub fn result(self) -> std::io::Result<()> {
         self.written.into_inner().unwrap_or_else(|p| p.into_inner())
@@ -123,7 +135,10 @@ impl Reporter {
 
     fn write(&self, report: &Report) -> std::io::Result<()> {
         use std::io::Write;
-        let view = report.for_audience(self.audience);
+        let view = match self.audience {
+            crate::result::Audience::Student => report.for_student(self.hints),
+            crate::result::Audience::Instructor => report.clone(),
+        };
         let mut stdout = std::io::stdout();
         match self.style {
             Style::Human => human::render(&view, &mut anstream::stdout()),
