@@ -616,7 +616,7 @@ def section_cold(a, fig, ctx):
         f"prepare+grade {prep.wall:.1f} s, warm alias {warm.wall:.2f} s)")
 
 
-RUNNING = re.compile(r"^\s+Running (\S+)")
+RUNNING = re.compile(r"^\s+(?:Running (.+?)(?: \((?:.*/)?([^/]+?)(?:-[0-9a-f]+)?\))?|Doc-tests (\S+))\s*$")
 RESULT = re.compile(r"^test result: (\w+)\. (\d+) passed; (\d+) failed; .*finished in ([\d.]+)s")
 
 
@@ -634,7 +634,7 @@ def section_suite(a, fig, ctx):
     for line in logf.read_text(errors="replace").splitlines():
         m = RUNNING.match(line)
         if m:
-            current = m.group(1)
+            current = f"{m.group(1)} ({m.group(2)})" if m.group(1) else f"doc-tests {m.group(3)}"
             continue
         m = RESULT.match(line)
         if m and current:
