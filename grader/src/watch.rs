@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::events::{Cancel, Ignore};
+use crate::events::{Cancel, Event, Observer};
 use crate::grade::{GradeError, GradeOptions, Submission, TaskContext};
 use crate::result::{Audience, Report};
 
@@ -33,7 +33,26 @@ pub enum WatchError {
 
 enum Msg {
     Changed,
+    /// The grade of this generation has built the sources (it has read
+    /// them) and runs the tests.
+    Built(u64),
     Graded(u64, Box<Result<Report, GradeError>>),
+}
+
+/// Tells the watch loop when a grade's build is done.
+struct BuildDone {
+    generation: u64,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Observer for BuildDone {
+    fn event(&self, event: &Event<'_>) {
+        if let Event::BuildFinished { build, .. } = event {
+            if build.ok {
+                let _ = self.tx.send(Msg::Built(self.generation));
+            }
+        }
+    }
 }
 
 /// How long edits must be quiet before a grade starts.
@@ -100,7 +119,10 @@ pub fn run(
                         digest: None,
                     },
                     opts,
-                    &Ignore,
+                    &BuildDone {
+                        generation,
+                        tx: tx.clone(),
+                    },
                     &cancel,
                 );
                 let _ = tx.send(Msg::Graded(generation, Box::new(result)));
@@ -152,6 +174,11 @@ pub fn run(
                     generation += 1;
                     start(generation, &mut running);
                 }
+                Msg::Built(g) if g == generation => {
+                    writeln!(out, "built; running the tests ...")?;
+                    out.flush()?;
+                }
+                Msg::Built(_) => {}
                 Msg::Graded(g, _) if g != generation => {}
                 Msg::Graded(_, result) => match *result {
                     Err(GradeError::Cancelled) => running = None,

@@ -96,6 +96,9 @@ fn a_change_regrades_a_change_during_a_grade_restarts_it_and_ctrl_c_leaves() {
     )
     .unwrap();
     until(&rx, "sources changed", minute);
+    // Once it is built, its sources were read: this change is surely one
+    // made during the grade.
+    until(&rx, "running the tests", minute);
     std::fs::write(work.path().join("src/main.rs"), "fn main() { nope }\n").unwrap();
     let restarted = until(&rx, "watching", minute);
     assert!(
