@@ -183,29 +183,13 @@ impl<'c> TaskContext<'c> {
                 submission.dir.display()
             )));
         }
-        let mut report = Report {
-            schema_version: crate::result::SCHEMA_VERSION,
-            task: spec.task.id.clone(),
-            slug: spec.task.slug.clone(),
-            title: spec.task.title.clone(),
-            submission_id: id.to_owned(),
-            submission: opts.shown_path.clone(),
-            submission_digest: submission.digest.map(str::to_owned),
-            spec_digest: spec.digest.clone(),
-            grader_version: env!("CARGO_PKG_VERSION").to_owned(),
-            seed: opts.seed,
-            outcome: Outcome::Graded,
-            score: 0,
-            max_score: tests.iter().map(|t| t.points).sum(),
-            build: BuildSummary {
-                ok: false,
-                duration_ms: 0,
-                diagnostics: String::new(),
-            },
-            environment: environment(),
-            tests: Vec::new(),
-            duration_ms: 0,
-        };
+        let mut report = new_report(
+            spec,
+            submission,
+            opts.shown_path.clone(),
+            opts.seed,
+            tests.iter().map(|t| t.points).sum(),
+        );
 
         // The binaries student processes run: readable and executable by
         // the unprivileged user they run as, mounted read-only in their
@@ -490,27 +474,48 @@ pub fn not_graded(spec: &Spec, submission: Submission<'_>, seed: u64, outcome: O
         Outcome::Rejected(_) => "the submission was rejected",
         _ => "the grader could not take the submission in",
     };
+    let mut report = new_report(
+        spec,
+        submission,
+        submission.dir.display().to_string(),
+        seed,
+        spec.max_score(),
+    );
+    report.outcome = outcome;
+    report.tests = spec.tests.iter().map(|t| not_run(t, note)).collect();
+    report
+}
+
+/// A report of `submission` with nothing graded yet: outcome graded, score
+/// 0 of `max_score`, no test, the build not run.
+fn new_report(
+    spec: &Spec,
+    submission: Submission<'_>,
+    shown: String,
+    seed: u64,
+    max_score: u32,
+) -> Report {
     Report {
         schema_version: crate::result::SCHEMA_VERSION,
         task: spec.task.id.clone(),
         slug: spec.task.slug.clone(),
         title: spec.task.title.clone(),
         submission_id: submission.id.to_owned(),
-        submission: submission.dir.display().to_string(),
+        submission: shown,
         submission_digest: submission.digest.map(str::to_owned),
         spec_digest: spec.digest.clone(),
         grader_version: env!("CARGO_PKG_VERSION").to_owned(),
         seed,
-        outcome,
+        outcome: Outcome::Graded,
         score: 0,
-        max_score: spec.max_score(),
+        max_score,
         build: BuildSummary {
             ok: false,
             duration_ms: 0,
             diagnostics: String::new(),
         },
         environment: environment(),
-        tests: spec.tests.iter().map(|t| not_run(t, note)).collect(),
+        tests: Vec::new(),
         duration_ms: 0,
     }
 }

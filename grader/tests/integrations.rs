@@ -384,23 +384,7 @@ fn the_workflows_run_the_documented_commands() {
 /// passes and the starter fails, whose steps, expectation, description and
 /// output must never reach a student.
 fn overlay() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("task1-signals.toml"),
-        "[[test]]\n\
-         name = \"instructor_echo\"\n\
-         points = 2\n\
-         description = \"OVERLAYSECRETDESC\"\n\
-         hint = \"think about echo\"\n\
-         steps = [\n\
-         \x20 { start = \"main\" },\n\
-         \x20 { expect = '^ready$' },\n\
-         \x20 { send_line = \"OVERLAYSECRETINPUT\" },\n\
-         \x20 { expect = '^echo: OVERLAYSECRETINPUT$' },\n\
-         ]\n",
-    )
-    .unwrap();
-    dir
+    task1_overlay("instructor_echo", "echo: OVERLAYSECRETINPUT")
 }
 
 /// Asserts that nothing of the overlay's hidden test is in `what`.

@@ -327,23 +327,7 @@ const SECRETS: [&str; 3] = [
 ];
 
 fn overlay() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join(format!("{SLUG}.toml")),
-        "[[test]]\n\
-         name = \"instructor_extra\"\n\
-         points = 2\n\
-         description = \"OVERLAYSECRETDESC\"\n\
-         hint = \"think about echo\"\n\
-         steps = [\n\
-         \x20 { start = \"main\" },\n\
-         \x20 { expect = '^ready$' },\n\
-         \x20 { send_line = \"OVERLAYSECRETINPUT\" },\n\
-         \x20 { expect = '^OVERLAYSECRETEXPECT$' },\n\
-         ]\n",
-    )
-    .unwrap();
-    dir
+    task1_overlay("instructor_extra", "OVERLAYSECRETEXPECT")
 }
 
 #[test]

@@ -305,38 +305,9 @@ pub fn assert_starter_scores_little(task: &str, slug: &str) {
 
 /// Every mutant of `task` loses points in each test of its `catches`, at
 /// each of `seeds`, and each lost point is explained. The mutants are
-/// graded as one class per seed.
+/// graded as one class per seed, on the whole spec.
 pub fn assert_every_mutant_caught(task: &str, slug: &str, min_mutants: usize, seeds: &[u64]) {
-    let mutants = mutants(task);
-    assert!(
-        mutants.len() >= min_mutants,
-        "{task} needs at least {min_mutants} mutants"
-    );
-    let dirs: Vec<tempfile::TempDir> = mutants.iter().map(|m| mutant_crate(slug, m)).collect();
-    let crates: Vec<(String, PathBuf)> = mutants
-        .iter()
-        .zip(&dirs)
-        .map(|(m, d)| (m.name.clone(), d.path().to_owned()))
-        .collect();
-    for (seed, results) in batch_grade(task, &crates, seeds) {
-        for mutant in &mutants {
-            let report = &results[&mutant.name];
-            assert_eq!(
-                report["outcome"]["kind"], "graded",
-                "mutant {} must compile",
-                mutant.name
-            );
-            for name in &mutant.catches {
-                let t = test(report, name);
-                assert!(
-                    t["score"].as_u64() < t["max_score"].as_u64(),
-                    "mutant {} was not caught by {name} at seed {seed}: {t:#}",
-                    mutant.name
-                );
-                assert!(!explanation(t).is_empty(), "a lost point is explained");
-            }
-        }
-    }
+    mutants_caught(task, slug, min_mutants, seeds, false);
 }
 
 /// As [`assert_every_mutant_caught`], grading the mutants only on the tests
@@ -350,14 +321,21 @@ pub fn assert_every_mutant_caught_in_its_tests(
     min_mutants: usize,
     seeds: &[u64],
 ) {
+    mutants_caught(task, slug, min_mutants, seeds, true);
+}
+
+fn mutants_caught(task: &str, slug: &str, min_mutants: usize, seeds: &[u64], listed_only: bool) {
     let mutants = mutants(task);
     assert!(
         mutants.len() >= min_mutants,
         "{task} needs at least {min_mutants} mutants"
     );
-    let mut only: Vec<String> = mutants.iter().flat_map(|m| m.catches.clone()).collect();
-    only.sort();
-    only.dedup();
+    let mut only: Vec<String> = Vec::new();
+    if listed_only {
+        only = mutants.iter().flat_map(|m| m.catches.clone()).collect();
+        only.sort();
+        only.dedup();
+    }
     let dirs: Vec<tempfile::TempDir> = mutants.iter().map(|m| mutant_crate(slug, m)).collect();
     let crates: Vec<(String, PathBuf)> = mutants
         .iter()
@@ -383,4 +361,30 @@ pub fn assert_every_mutant_caught_in_its_tests(
             }
         }
     }
+}
+
+/// An instructor's overlay directory for task1 with one hidden test whose
+/// description, input and expectation are marker strings (`OVERLAYSECRET...`)
+/// that must never reach a student. `name` names the test; `expect` is the
+/// line it waits for (a line the reference prints, or one it never does).
+pub fn task1_overlay(name: &str, expect: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("task1-signals.toml"),
+        format!(
+            "[[test]]\n\
+             name = \"{name}\"\n\
+             points = 2\n\
+             description = \"OVERLAYSECRETDESC\"\n\
+             hint = \"think about echo\"\n\
+             steps = [\n\
+             \x20 {{ start = \"main\" }},\n\
+             \x20 {{ expect = '^ready$' }},\n\
+             \x20 {{ send_line = \"OVERLAYSECRETINPUT\" }},\n\
+             \x20 {{ expect = '^{expect}$' }},\n\
+             ]\n"
+        ),
+    )
+    .unwrap();
+    dir
 }
