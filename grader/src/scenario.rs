@@ -749,7 +749,7 @@ impl Scenario<'_> {
     fn read_matching(
         &mut self,
         step: &Step,
-        re: &regex::Regex,
+        re: &regex_lite::Regex,
         check: &LineCheck,
         skip: Skip<'_>,
         deadline: Deadline,
@@ -1072,7 +1072,7 @@ impl Scenario<'_> {
     fn apply_check(
         &mut self,
         check: &NumberCheck,
-        caps: &regex::Captures<'_>,
+        caps: &regex_lite::Captures<'_>,
         line: &str,
         expected: &str,
     ) -> Result<(), StepFailure> {
@@ -1362,7 +1362,7 @@ enum Skip<'a> {
     /// Any line (`wait_for`).
     Any,
     /// Lines matching this pattern (`expect` with `skip`).
-    Matching(&'a regex::Regex),
+    Matching(&'a regex_lite::Regex),
 }
 
 /// The end of stderr, and a Rust panic's message when the tail (a long

@@ -268,10 +268,10 @@ pub enum Action {
     /// Wait for every background fault injection to finish.
     Join,
     /// Skip output lines until one matches.
-    WaitFor(regex::Regex, LineCheck),
+    WaitFor(regex_lite::Regex, LineCheck),
     /// The next output line must match; with a `skip` pattern, lines that
     /// match it (and not the expectation) are passed over first.
-    Expect(regex::Regex, LineCheck, Option<regex::Regex>),
+    Expect(regex_lite::Regex, LineCheck, Option<regex_lite::Regex>),
     /// The next lines must be `template` with `{}` replaced by from..=to.
     ExpectNumbered {
         template: String,
@@ -435,7 +435,7 @@ fn read_spec(r: &mut Reader<'_>, path: &Path, checked: &mut Checked) -> Option<S
         let Some(fields) = r.item(item, lang::TEST_KEYS, "a [[test]]") else {
             continue;
         };
-        let line = diag::place_of(r.text, item.span().start).line;
+        let line = r.line_of(item.span().start);
         let context = match fields.str("name") {
             Some(name) => format!("test {name:?}"),
             None => format!("test #{}", index + 1),
@@ -671,7 +671,10 @@ mod tests {
         assert_err(
             &e,
             12,
-            &["step 2", "`wait_for` is not a valid regex: unclosed group"],
+            &[
+                "step 2",
+                "`wait_for` is not a valid regex: found open group without closing",
+            ],
         );
     }
 

@@ -92,8 +92,8 @@ fn every_error_of_a_file_in_one_run_each_with_line_and_column() {
         ("13:25", "error: unknown key `timout` in a step"),
         ("14:14", "error: signal: unknown signal \"SIGTREM\""),
         (
-            "15:22",
-            "error: `expect` is not a valid regex: unclosed group",
+            "15:14",
+            "error: `expect` is not a valid regex: found open group without closing ')'",
         ),
         (
             "19:8",

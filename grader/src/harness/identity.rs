@@ -223,12 +223,9 @@ impl Uids {
 /// filesystem uid.
 fn has_processes(uid: u32) -> bool {
     procfs::pids().into_iter().any(|pid| {
-        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .is_some_and(|ids| ids.split_whitespace().any(|id| id.parse() == Ok(uid)))
-        })
+        procfs::status(pid)
+            .and_then(|s| procfs::uids(&s))
+            .is_some_and(|ids| ids.contains(&uid))
     })
 }
 

@@ -530,14 +530,14 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let pid = text[..open].trim().parse().ok()?;
     let command = text.get(open + 1..close)?.to_owned();
     // Fields 3.. (state is field 3, start time field 22).
-    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let mut rest = super::procfs::stat_fields(text)?;
     Some(Stat {
         pid,
         command,
-        state: rest.first()?.chars().next()?,
-        ppid: rest.get(1)?.parse().ok()?,
-        pgid: rest.get(2)?.parse().ok()?,
-        start_time: rest.get(19)?.parse().ok()?,
+        state: rest.next()?.chars().next()?,
+        ppid: rest.next()?.parse().ok()?,
+        pgid: rest.next()?.parse().ok()?,
+        start_time: rest.nth(16)?.parse().ok()?,
     })
 }
 

@@ -102,15 +102,9 @@ fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
 pub fn tasks_of_user(uid: u32) -> u64 {
     super::procfs::pids()
         .into_iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .filter(|status| super::procfs::real_uid(status) == Some(uid))
-        .map(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(1)
-        })
+        .filter_map(super::procfs::status)
+        .filter(|s| super::procfs::uids(s).is_some_and(|ids| ids[0] == uid))
+        .map(|s| super::procfs::threads(&s).unwrap_or(1))
         .sum()
 }
 

@@ -21,7 +21,7 @@ pub enum Ty {
     Name,
     /// Letters, digits, `-` and `_`, non-empty.
     Ident,
-    /// A regex (the `regex` crate's syntax) that must compile.
+    /// A regex (the `regex-lite` crate's syntax: the `regex` crate's without Unicode classes) that must compile.
     Regex,
     /// A signal name: `SIGINT`, `INT` or `int`.
     Signal,

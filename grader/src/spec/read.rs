@@ -23,7 +23,7 @@ pub enum Val<'t> {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Regex(regex::Regex),
+    Regex(regex_lite::Regex),
     Signal(Signal),
     /// Each signal with its span in the array.
     Signals(Vec<(Signal, Span)>),
@@ -148,14 +148,27 @@ impl<'t> Fields<'t> {
 pub struct Reader<'t> {
     pub text: &'t str,
     pub diags: Vec<Diagnostic>,
+    /// Byte offset of the start of each line: every step records its line,
+    /// and scanning the text from its start for each of hundreds of steps
+    /// was most of the time spent reading a spec.
+    line_starts: Vec<usize>,
 }
 
 impl<'t> Reader<'t> {
     pub fn new(text: &'t str) -> Reader<'t> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Reader {
             text,
             diags: Vec::new(),
+            line_starts,
         }
+    }
+
+    /// The 1-based line of byte `offset` of the text.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&start| start <= offset)
     }
 
     pub fn error(&mut self, d: Diagnostic) {
@@ -410,17 +423,15 @@ impl<'t> Reader<'t> {
             }
             Ty::Regex => {
                 let pattern = self.string(key, ty, v)?;
-                match regex::Regex::new(&pattern) {
+                match regex_lite::Regex::new(&pattern) {
                     Ok(re) => Some(Val::Regex(re)),
                     Err(e) => {
-                        let (why, at) = regex_error(&e.to_string());
-                        let span = at
-                            .and_then(|at| self.inside_literal(&span, &pattern, at))
-                            .unwrap_or(span);
+                        // regex-lite says what is wrong, not where: the
+                        // marker spans the whole pattern.
                         self.error(Diagnostic::new(
                             ErrorKind::BadRegex {
                                 key: key.into(),
-                                error: why,
+                                error: e.to_string(),
                             },
                             span,
                         ));
@@ -587,45 +598,6 @@ impl<'t> Reader<'t> {
     }
 }
 
-/// What is wrong with a regex, and where in it (in characters), from the
-/// `regex` crate's message: it repeats the pattern with carets under the
-/// spot, and its last line says what is wrong.
-fn regex_error(message: &str) -> (String, Option<Range<usize>>) {
-    let lines: Vec<&str> = message.lines().collect();
-    let why = lines
-        .last()
-        .unwrap_or(&"")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_owned();
-    // "regex parse error:", "    PATTERN", "    ^^^", "error: ..."
-    let at = match lines.as_slice() {
-        [_, _, carets, _] if carets.trim_start().starts_with('^') => {
-            let start = carets.find('^').unwrap_or(4).saturating_sub(4);
-            let len = carets.trim().chars().count().max(1);
-            Some(start..start + len)
-        }
-        _ => None,
-    };
-    (why, at)
-}
-
-impl Reader<'_> {
-    /// The span of characters `at` of `pattern` in the file, when the value
-    /// is a one-line literal string (`'...'`, no escapes to account for).
-    fn inside_literal(&self, span: &Span, pattern: &str, at: Range<usize>) -> Option<Span> {
-        let source = self.text.get(span.clone())?;
-        if !source.starts_with('\'') || source.starts_with("'''") || pattern.contains('\n') {
-            return None;
-        }
-        let byte = |chars: usize| pattern.char_indices().nth(chars).map(|(i, _)| i);
-        let start = byte(at.start)?;
-        let end = byte(at.end).unwrap_or(pattern.len());
-        let base = span.start + 1;
-        Some(base + start..base + end)
-    }
-}
-
 /// `a string "two"`, `an integer`, for messages.
 fn found(v: &DeValue<'_>) -> String {
     match v {
@@ -634,5 +606,26 @@ fn found(v: &DeValue<'_>) -> String {
         DeValue::Float(f) => format!("the float {f}"),
         DeValue::Boolean(b) => format!("{b}"),
         other => format!("a {}", other.type_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_index_agrees_with_the_place_of_every_offset() {
+        for text in ["", "a", "\n", "ab\ncd\n\nef", "é\nü\n", "x\n\n\n"] {
+            let r = Reader::new(text);
+            for offset in 0..=text.len() {
+                if text.is_char_boundary(offset) {
+                    assert_eq!(
+                        r.line_of(offset),
+                        crate::spec::diag::place_of(text, offset).line,
+                        "offset {offset} of {text:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -105,7 +105,7 @@ impl StepIn<'_, '_> {
     }
 
     /// What `wait_for` and `expect` check of a matching line.
-    fn line_check(&self, re: &regex::Regex) -> Result<LineCheck, Box<Diagnostic>> {
+    fn line_check(&self, re: &regex_lite::Regex) -> Result<LineCheck, Box<Diagnostic>> {
         let groups = re.captures_len() - 1;
         let check = self.number_check();
         if let Some(len) = self.fields.int("payload") {
@@ -132,10 +132,10 @@ impl StepIn<'_, '_> {
         Ok(LineCheck::Number(check))
     }
 
-    fn regex(&self) -> regex::Regex {
+    fn regex(&self) -> regex_lite::Regex {
         match self.value() {
             Val::Regex(re) => re.clone(),
-            _ => regex::Regex::new("").expect("the empty regex"),
+            _ => regex_lite::Regex::new("").expect("the empty regex"),
         }
     }
 }
@@ -525,7 +525,7 @@ pub fn read_step<'d>(
         timeout_ms: fields
             .int("timeout_ms")
             .map_or(limits.step_timeout_ms, |n| n as u64),
-        line: super::diag::place_of(r.text, span.start).line,
+        line: r.line_of(span.start),
     });
     out
 }
