@@ -133,12 +133,21 @@ impl<'c> TaskContext<'c> {
                 "cannot find the grader's own binary (/proc/self/exe) to run its peers".into(),
             ));
         }
-        let shim = spec
-            .tests
-            .iter()
-            .any(|t| t.io_faults.is_some())
-            .then(|| crate::shim::ensure_built(&course.root, &course.work_dir()));
-        let builds = builder::Prepared::new(course, &spec).map_err(|e| e.to_string());
+        // The shim's build and the starter's dependencies are two cargo
+        // runs of their own: side by side, a first grade waits for the
+        // longer one only.
+        let needs_shim = spec.tests.iter().any(|t| t.io_faults.is_some());
+        let (shim, builds) = std::thread::scope(|s| {
+            let shim = needs_shim
+                .then(|| s.spawn(|| crate::shim::ensure_built(&course.root, &course.work_dir())));
+            let builds = builder::Prepared::new(course, &spec).map_err(|e| e.to_string());
+            let shim = shim.map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err("the I/O fault shim's build panicked".into()))
+            });
+            (shim, builds)
+        });
         Ok(TaskContext {
             course,
             spec,
