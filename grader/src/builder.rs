@@ -35,6 +35,11 @@
 //! from its internals), and the dependency libraries it reads are never
 //! written again.
 //!
+//! A build that succeeded is kept ([`BuildCache`]): the same sources, built
+//! against the same prepared dependencies with the same files hidden, give
+//! the same binary, so a student's regrade with another `--seed`, `--only`
+//! or `--hint`, and `verify --repeat`'s later seeds, do not compile again.
+//!
 //! Compiling is running student code of a kind (`include_str!` reads any
 //! file the compiler can), so cargo and rustc run in a jail ([`jail`]): the
 //! solutions and specs hidden, and, for a submission, every other build
@@ -46,6 +51,7 @@ mod jail;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -504,6 +510,19 @@ impl Prepared {
         if let Err(why) = copy_tree(&src, &stage.path().join("src"), &mut budget) {
             return Ok(failed(format!("cannot take the submission's src/: {why}")));
         }
+        // Keyed by the copy, which is what is compiled: a submission changed
+        // meanwhile cannot get another's binary.
+        let cache = BuildCache::new(&self.builds);
+        let key = cache.key(&self.deps, &self.binary, stage.path(), hidden);
+        let binary = out_dir.join(&self.binary);
+        if let Some(key) = &key {
+            if cache.take(key, out_dir, &binary) {
+                return Ok(BuildResult::Built {
+                    binary,
+                    duration: started.elapsed(),
+                });
+            }
+        }
         let out = stage.path().join("out");
         fs::create_dir(&out).map_err(io_error(format!("cannot create {}", out.display())))?;
         let output = out.join(&self.binary);
@@ -551,8 +570,10 @@ impl Prepared {
             }
             fs::create_dir_all(out_dir)
                 .map_err(io_error(format!("cannot create {}", out_dir.display())))?;
-            let binary = out_dir.join(&self.binary);
             fs::copy(&output, &binary).map_err(io_error("cannot copy the built binary"))?;
+            if let Some(key) = &key {
+                cache.keep(key, &output);
+            }
             return Ok(BuildResult::Built {
                 binary,
                 duration: started.elapsed(),
@@ -808,6 +829,95 @@ fn toolchain_rustc(recorded: &Path, env: &[(String, String)]) -> PathBuf {
 }
 
 /// Removes the build directories (`PID-XXXXXX`) of graders that are gone.
+/// Binaries of builds that succeeded, in `builds/<slug>/cache/<key>`, the
+/// key a SHA-256 of everything that decides the binary: the prepared
+/// dependencies (their directory is named by a digest of the manifest, lock
+/// file, toolchain and build variables), the binary's name, the digest of
+/// the staged `src/` ([`crate::intake::digest`]), the directories hidden
+/// from the compiler, and the grader's version. Failed builds are not kept:
+/// their messages are cheap to remake and a timeout depends on the load.
+///
+/// Written by rename, so a reader never sees half a binary; the directory is
+/// the grader's (hidden from every test process). The newest
+/// [`BuildCache::KEEP`] stay; a hit counts as new.
+struct BuildCache {
+    dir: PathBuf,
+}
+
+impl BuildCache {
+    const KEEP: usize = 32;
+
+    fn new(builds: &Path) -> BuildCache {
+        BuildCache {
+            dir: builds.join("cache"),
+        }
+    }
+
+    /// `None` when the staged sources cannot be digested (past the intake's
+    /// caps, say): such a build is simply not kept.
+    fn key(&self, deps: &Path, binary: &str, stage: &Path, hidden: &[PathBuf]) -> Option<String> {
+        let sources = crate::intake::digest(stage, &crate::intake::Caps::default()).ok()?;
+        let mut hidden: Vec<&[u8]> = hidden.iter().map(|h| h.as_os_str().as_bytes()).collect();
+        hidden.sort();
+        let mut what = b"cargo-grade build cache 1".to_vec();
+        for part in [
+            env!("CARGO_PKG_VERSION").as_bytes(),
+            deps.as_os_str().as_bytes(),
+            binary.as_bytes(),
+            sources.as_bytes(),
+        ]
+        .into_iter()
+        .chain(hidden)
+        {
+            // Lengths first: no two lists of parts make the same bytes.
+            what.extend_from_slice(&part.len().to_le_bytes());
+            what.extend_from_slice(part);
+        }
+        Some(crate::spec::sha256_hex(&what))
+    }
+
+    /// Copies the kept binary of `key` to `binary` (in `out_dir`); false if
+    /// there is none.
+    fn take(&self, key: &str, out_dir: &Path, binary: &Path) -> bool {
+        let kept = self.dir.join(key);
+        if fs::create_dir_all(out_dir).is_err() || fs::copy(&kept, binary).is_err() {
+            return false;
+        }
+        if let Ok(file) = fs::File::options().write(true).open(&kept) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        true
+    }
+
+    /// Keeps `output` as `key`'s binary, and drops the oldest past
+    /// [`BuildCache::KEEP`]. A failure only means the next build compiles.
+    fn keep(&self, key: &str, output: &Path) {
+        if fs::create_dir_all(&self.dir).is_err() {
+            return;
+        }
+        let partial = self.dir.join(format!(".{key}.{}", std::process::id()));
+        if fs::copy(output, &partial).is_err() || fs::rename(&partial, self.dir.join(key)).is_err()
+        {
+            let _ = fs::remove_file(&partial);
+            return;
+        }
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut kept: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|e| !e.file_name().as_bytes().starts_with(b"."))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if kept.len() > Self::KEEP {
+            kept.sort();
+            for (_, old) in &kept[..kept.len() - Self::KEEP] {
+                let _ = fs::remove_file(old);
+            }
+        }
+    }
+}
+
 fn remove_stale_builds(builds: &Path) {
     let Ok(entries) = fs::read_dir(builds) else {
         return;

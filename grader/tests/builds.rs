@@ -179,6 +179,94 @@ fn the_shared_build_path_gives_the_same_results() {
     assert!(Arc::ptr_eq(&first, &again), "prepared once per process");
 }
 
+/// A build that succeeded is kept and given again for the same sources
+/// (the grader's own copy is what is handed out, which the test marks to
+/// tell it from a new build), never for other sources, other hidden
+/// directories or a build that failed.
+#[test]
+fn the_same_sources_are_built_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let course = course();
+    let spec = course.task(TASK).unwrap();
+    let prepared = Prepared::new(&course, &spec).unwrap();
+    let reference = common::course_root().join("solutions").join(SLUG);
+    // Sources, and a binary, of this run's own (in the usage message), so
+    // that no earlier run or other test kept them.
+    let unique = |extra: &str| {
+        let dir = common::copy_crate(&reference);
+        let main = dir.path().join("src").join("main.rs");
+        let text = std::fs::read_to_string(&main).unwrap();
+        let marked = text.replacen(
+            "(e.g. /cg-abc 4 20000)",
+            &format!(
+                "(e.g. /cg-abc 4 20000) {}{extra}",
+                std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos()
+            ),
+            1,
+        );
+        assert_ne!(text, marked, "the reference's usage line moved");
+        std::fs::write(&main, marked).unwrap();
+        dir
+    };
+    let a = unique("");
+    let build = |dir: &Path, hidden: &[PathBuf]| {
+        let out = tempfile::tempdir().unwrap();
+        match prepared.build_hiding(dir, out.path(), hidden).unwrap() {
+            BuildResult::Built { binary, .. } => (std::fs::read(binary).unwrap(), out),
+            BuildResult::Failed { diagnostics, .. } => panic!("{diagnostics}"),
+        }
+    };
+    let (first, _out) = build(a.path(), &[]);
+    let cache = course
+        .work_dir()
+        .canonicalize()
+        .unwrap()
+        .join("builds")
+        .join(SLUG)
+        .join("cache");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b == first))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the build is kept once in {}",
+        cache.display()
+    );
+    let mut marked = first.clone();
+    marked.extend_from_slice(b"kept by the build cache");
+    std::fs::write(&kept[0], &marked).unwrap();
+
+    let (again, out) = build(a.path(), &[]);
+    assert!(again == marked, "the same sources are not built again");
+    let output = counts(&out.path().join("task3-shm-counter"));
+    assert!(
+        output.contains("count 1000"),
+        "the kept binary runs: {output}"
+    );
+    let b = unique(" b");
+    let (other, _) = build(b.path(), &[]);
+    assert!(other != marked, "other sources are built");
+    let hidden = tempfile::tempdir().unwrap();
+    let (hiding, _) = build(a.path(), &[hidden.path().to_owned()]);
+    assert!(
+        hiding != marked,
+        "a build hiding other directories is built"
+    );
+
+    let broken = variant(a.path(), "fn broken() -> u32 { \"no\" }\n");
+    let before = std::fs::read_dir(&cache).unwrap().count();
+    for _ in 0..2 {
+        let out = tempfile::tempdir().unwrap();
+        let result = prepared.build(broken.path(), out.path()).unwrap();
+        assert!(matches!(result, BuildResult::Failed { .. }), "{result:?}");
+    }
+    assert!(std::fs::read_dir(&cache).unwrap().count() <= before);
+}
+
 /// Where the kernel gives the build a jail, nothing else of the grader's
 /// work directory is in it: a file beside the build directories (where
 /// another submission's sources are, while it builds) cannot be embedded.
