@@ -394,6 +394,7 @@ impl Scenario<'_> {
                 self.read_matching(step, re, check, Skip::Matching(skip), deadline)
             }
             Action::WaitBlocked => self.wait_blocked(step, deadline),
+            Action::ExpectEof => self.expect_eof(step, deadline),
             Action::Reading(on) => {
                 let name = match step.stream {
                     StreamName::Stdout => "stdout",
@@ -801,6 +802,41 @@ impl Scenario<'_> {
                     },
                 },
                 Err(why) => return Err(self.no_line(step, why, expected, begun.elapsed())),
+            }
+        }
+    }
+
+    /// `expect_eof`: the stream ends, and no line comes before its end.
+    fn expect_eof(&mut self, step: &Step, deadline: Deadline) -> Result<(), StepFailure> {
+        let name = match step.stream {
+            StreamName::Stdout => "stdout",
+            StreamName::Stderr => "stderr",
+        };
+        self.actions.push(format!(
+            "read its {name} to the end, expecting no more lines"
+        ));
+        let expected = format!("no more lines on {name}, then its end");
+        let stream = self.stream(step);
+        let begun = Instant::now();
+        match stream.next_line(deadline) {
+            Err(LineWait::Eof) => Ok(()),
+            Ok(line) => Err(StepFailure::failed(
+                expected,
+                format!("another line: {}", mismatch(&stream, &line)),
+            )),
+            // Still open: the program runs on, or it exited and something
+            // it started holds the stream (`ran_out` tells which).
+            Err(LineWait::Deadline) => Err(self.ran_out(
+                step,
+                expected,
+                &format!("its {name} stayed open after "),
+                format!(
+                    "its {name} still open after {:.1} s; the program is still running",
+                    begun.elapsed().as_secs_f64()
+                ),
+            )),
+            Err(why @ LineWait::Truncated) => {
+                Err(self.no_line(step, why, expected, begun.elapsed()))
             }
         }
     }

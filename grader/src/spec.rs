@@ -299,6 +299,8 @@ pub enum Action {
     ExpectKilledBy(nix::sys::signal::Signal),
     /// The process must still be running.
     ExpectAlive,
+    /// The step's stream must end with no line before its end.
+    ExpectEof,
     /// Start one of the grader's own peers (`peers::KINDS`) as a named process.
     StartPeer {
         name: String,

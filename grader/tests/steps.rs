@@ -76,6 +76,14 @@ fn failures_say_what_was_observed() {
     assert!(observed("fail_missing_handler").contains("no handler for SIGUSR2"));
     assert!(observed("fail_numbered_gap").contains("\"12\""));
     assert!(observed("timeout_line_never_comes").contains("still running"));
+    assert!(observed("fail_eof_but_another_line").contains("another line: \"extra\""));
+    assert!(
+        observed("fail_eof_but_a_child_holds_stdout")
+            .contains("its stdout stayed open after the program exited with status 0"),
+        "{}",
+        observed("fail_eof_but_a_child_holds_stdout")
+    );
+    assert!(observed("timeout_eof_while_running").contains("still open after"));
     assert!(observed("timeout_busy_instead_of_read").contains("user space"));
     let storm = common::test(&report, "pass_background_storm_is_counted");
     assert_eq!(

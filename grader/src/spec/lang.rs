@@ -426,6 +426,9 @@ pub const ACTIONS: &[ActionDef] = &[
         Subject::Process,
         "The next output line must match this regex.",
         steps::expect),
+    action("expect_eof", Ty::True, &["stream"], Subject::Process,
+        "Wait for the end of the stream (the program closed it or exited); no further line may come first.",
+        steps::expect_eof),
     ActionDef {
         required: &["from", "to"],
         ..action("expect_numbered", Ty::Str, &["from", "to", "stream"], Subject::Process,

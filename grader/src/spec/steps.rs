@@ -319,6 +319,10 @@ pub(super) fn expect_killed_by(s: &StepIn) -> Built {
     Ok(Action::ExpectKilledBy(s.signal()))
 }
 
+pub(super) fn expect_eof(_: &StepIn) -> Built {
+    Ok(Action::ExpectEof)
+}
+
 pub(super) fn expect_alive(_: &StepIn) -> Built {
     Ok(Action::ExpectAlive)
 }
