@@ -34,7 +34,7 @@ pub fn state(pid: Pid) -> Option<char> {
 /// The fields of the text of a `/proc/.../stat` file from the state (field
 /// 3) on. The command name is in parentheses and may itself contain `) `,
 /// so they start after the last `)`. Every sweep reads this for every
-/// process on the machine: memchr finds the spaces (see [`owner`]).
+/// process on the machine: memchr finds the spaces (as `status_field` does).
 pub fn stat_fields(stat: &str) -> Option<impl Iterator<Item = &str>> {
     let rest = stat
         .get(memchr::memrchr(b')', stat.as_bytes())? + 1..)?
