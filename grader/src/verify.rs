@@ -532,14 +532,14 @@ pub fn run_task(
     let mut judged = judge.checks.into_inner().unwrap_or_else(|p| p.into_inner());
     drop(temps);
     let mut grid: Vec<Vec<Check>> = Vec::new();
-    for s in 0..seeds.len() {
+    for (s, seed) in seeds.iter().enumerate() {
         let mut row = Vec::new();
-        for i in 0..subjects.len() {
+        for (i, subject) in subjects.iter().enumerate() {
             // Every grade that returned finished, and was judged.
             let Some(check) = judged.remove(&(s, i)) else {
                 return Err(grade_error(GradeError::Submission(format!(
-                    "{} at seed {} was graded but never finished",
-                    subjects[i].name, seeds[s]
+                    "{} at seed {seed} was graded but never finished",
+                    subject.name
                 ))));
             };
             row.push(check);
