@@ -598,6 +598,12 @@ fn verify(
             }
         }
     }
+    if paths.is_empty() {
+        return Err(Failure::Message(format!(
+            "the course has no task to verify: {} has no spec (`cargo grade new ID` scaffolds one)",
+            course.root.join("specs").display()
+        )));
+    }
     let mut specs = Vec::new();
     let mut errors = Vec::new();
     for path in &paths {

@@ -522,6 +522,10 @@ pub fn run_task(
         )
         .map(|_| ())
     });
+    observer.event(&Event::BatchFinished {
+        total: items.len(),
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
     for g in graded {
         match g {
             Ok(()) => {}
