@@ -505,7 +505,14 @@ impl Observer for Progress {
     fn event(&self, event: &Event<'_>) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match event {
-            Event::Queued { total, .. } => {
+            Event::Queued { total, index, .. } => {
+                // A new run of grades (verify's next task) counts afresh.
+                if *index == 0 {
+                    st.done = 0;
+                    if let Some(bar) = &self.bar {
+                        bar.reset();
+                    }
+                }
                 st.total = *total;
                 if let Some(bar) = &self.bar {
                     bar.set_length(*total as u64);

@@ -570,7 +570,7 @@ impl Prepared {
             }
             fs::create_dir_all(out_dir)
                 .map_err(io_error(format!("cannot create {}", out_dir.display())))?;
-            fs::copy(&output, &binary).map_err(io_error("cannot copy the built binary"))?;
+            copy_executable(&output, &binary)?;
             if let Some(key) = &key {
                 cache.keep(key, &output);
             }
@@ -600,6 +600,45 @@ impl Prepared {
             ))),
             None => Ok(failed(other)),
         }
+    }
+}
+
+/// Copies a built binary out of its build directory, in a child process
+/// (`cp`), never in the grader itself.
+///
+/// Why not `fs::copy`: while the grader holds the new file open for
+/// writing, every process another grading thread forks meanwhile (a test's
+/// program, a peer, a namespace holder, a build) inherits that descriptor
+/// and keeps it until its `exec` (it is close-on-exec), after a `pre_exec`
+/// setup that takes a while under load. If this grade starts the binary in
+/// that window, `execve` fails with `ETXTBSY` ("Text file busy") and a test
+/// of a correct submission "could not be run": `verify --repeat 5 --jobs 2`
+/// met it twice in about 450 grades (a batch is as exposed). A descriptor
+/// that only a short-lived child ever holds cannot leak into the grader's
+/// other children, and the file is closed for good once `cp` has exited.
+fn copy_executable(from: &Path, to: &Path) -> Result<(), BuildError> {
+    let out = Command::new("cp")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|source| BuildError::Spawn {
+            program: "cp".into(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Machinery(format!(
+            "cannot copy the built binary {} to {}: cp {}: {}",
+            from.display(),
+            to.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 
@@ -880,7 +919,11 @@ impl BuildCache {
     /// there is none.
     fn take(&self, key: &str, out_dir: &Path, binary: &Path) -> bool {
         let kept = self.dir.join(key);
-        if fs::create_dir_all(out_dir).is_err() || fs::copy(&kept, binary).is_err() {
+        // Not fs::copy: see [`copy_executable`].
+        if !kept.is_file() || fs::create_dir_all(out_dir).is_err() {
+            return false;
+        }
+        if copy_executable(&kept, binary).is_err() {
             return false;
         }
         if let Ok(file) = fs::File::options().write(true).open(&kept) {

@@ -20,8 +20,10 @@
 //!   reporters, and the LMS formats (Gradescope, PrairieLearn, GitHub
 //!   Classroom);
 //! - [`package`]: a task packaged for Gradescope and PrairieLearn;
-//! - [`selfcheck`]: a spec checked against its solution, alternatives,
-//!   starter and mutants.
+//! - [`selfcheck`]: what a spec's solution, alternatives, starter and
+//!   mutants must get; [`verify`]: all of it graded, at one seed or several;
+//! - [`scaffold`]: `cargo grade new`, a task that passes `check` and
+//!   `verify` from the start.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -44,12 +46,14 @@ pub mod peers;
 pub mod pool;
 pub mod report;
 pub mod result;
+pub mod scaffold;
 pub mod scenario;
 pub mod selfcheck;
 pub mod shard;
 pub mod shim;
 pub mod signals;
 pub mod spec;
+pub mod verify;
 pub mod watch;
 
 /// Makes the grader a child subreaper, so that processes a submission

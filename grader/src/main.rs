@@ -12,13 +12,15 @@ use cargo_grade::batch;
 use cargo_grade::check;
 use cargo_grade::course::Course;
 use cargo_grade::course::CourseError;
-use cargo_grade::events::{cancel_on_signals, Cancel, Ignore};
+use cargo_grade::events::{cancel_on_signals, Cancel};
 use cargo_grade::grade::{GradeOptions, Submission, TaskContext};
 use cargo_grade::pool;
 use cargo_grade::report;
 use cargo_grade::result::Audience;
+use cargo_grade::scaffold;
 use cargo_grade::selfcheck;
 use cargo_grade::spec::{schema, SpecError};
+use cargo_grade::verify;
 
 /// Exit statuses: grading ran (whatever the score).
 const EXIT_OK: u8 = 0;
@@ -36,7 +38,7 @@ const EXIT_CANCELLED: u8 = 130;
     version,
     about = "Grade a submission for a Linux IPC task by running it as real processes against the task's spec.",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade check                        validate every spec of the course, running nothing\n  cargo grade selfcheck task1              check a spec against its solution, starter and mutants"
+    after_help = "Examples:\n  cargo grade task1                        grade your work in starter/task1-signals\n  cargo grade task1 --only sigterm         run the tests whose name contains `sigterm`\n  cargo grade task1 --format json          machine-readable report\n  cargo grade list                         the tasks of this course\n  cargo grade check                        validate every spec of the course, running nothing\n  cargo grade verify task1                 prove a spec against its solution, starter and mutants\n  cargo grade verify --repeat 5            ... every task, at seeds 1 to 5: per-test pass and catch rates\n  cargo grade new task9-demo               scaffold a new task that passes check and verify"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -86,22 +88,46 @@ enum Command {
         #[arg(long)]
         mutants: bool,
     },
-    /// Check a task's spec: the reference solution gets full marks, the
-    /// starter almost nothing, and every mutant loses points where expected.
-    Selfcheck {
-        /// Task id (`task1`) or slug (`task1-signals`).
-        task: String,
+    /// Prove tasks' specs: the reference and every alternative solution get
+    /// full marks, the starter at most its ceiling, every mutant loses points
+    /// in each test it declares (the tests it loses besides are listed).
+    /// With --repeat N, all of it at N seeds, with per-test rates and the
+    /// seeds that disagreed. Exit status 0 when everything held at every
+    /// seed, 1 when something did not, 2 on an error (a spec, or a mutant
+    /// that does not compile).
+    #[command(visible_alias = "selfcheck")]
+    Verify {
+        /// Task ids (`task1`) or slugs (`task1-signals`) [default: every task of the course].
+        #[arg(value_name = "TASK")]
+        tasks: Vec<String>,
+        /// The first seed; with --repeat, the next runs use the next seeds.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Runs of everything, at seeds SEED, SEED+1, ...
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
         /// Subjects graded at once [default: the number of cores].
-        #[arg(long, value_name = "N")]
-        jobs: Option<usize>,
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        jobs: Option<u32>,
         /// Private tests kept outside the students' repository:
         /// DIR/<slug>.toml, merged into the spec as hidden tests.
         #[arg(long, value_name = "DIR", env = "CARGO_GRADE_INSTRUCTOR_SPECS")]
         instructor_specs: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        course: Option<PathBuf>,
+    },
+    /// Scaffold a new task: its handout (tasks/SLUG.md), starter crate,
+    /// reference solution with one mutant, and spec, which already pass
+    /// `check` and `verify`, ready to edit. Never overwrites anything.
+    New {
+        /// The task's slug, `ID-NAME` (`task9-demo`: `cargo grade task9`
+        /// then grades it); lowercase letters, digits and `-`.
+        id: String,
+        /// Its title [default: from the name, `Demo`].
+        #[arg(long, value_name = "TITLE")]
+        title: Option<String>,
         #[arg(long, value_name = "DIR")]
         course: Option<PathBuf>,
     },
@@ -280,7 +306,7 @@ impl Format {
     }
 }
 
-/// The formats of a self-check.
+/// The formats of a verification.
 #[derive(Clone, Copy, ValueEnum)]
 enum CheckFormat {
     Human,
@@ -386,31 +412,27 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             print!("{}", schema::to_text(&schema));
             Ok(EXIT_OK)
         }
-        Some(Command::Selfcheck {
-            task,
+        Some(Command::Verify {
+            tasks,
             seed,
+            repeat,
             format,
             jobs,
             instructor_specs,
             course,
-        }) => {
-            let course = Course::locate(course.as_deref())?;
-            // The mutants file is the self-check's to need: checked first.
-            course.task_with_mutants(&task)?;
-            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
-            let cancel = Cancel::new();
-            cancel_on_signals(&cancel);
-            let jobs = jobs.unwrap_or_else(pool::default_jobs);
-            let check = selfcheck::run(&course, &spec, seed, jobs, &Ignore, &cancel)
-                .map_err(|e| e.to_string())?;
-            match format {
-                CheckFormat::Human => print!("{}", check.render()),
-                CheckFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&check).expect("serialisable")
-                ),
-            }
-            Ok(if check.passed() { EXIT_OK } else { EXIT_BELOW })
+        }) => verify(
+            &tasks,
+            &verify::Options {
+                seed,
+                repeat,
+                jobs: jobs.map_or_else(pool::default_jobs, |j| j as usize),
+            },
+            format,
+            instructor_specs.as_deref(),
+            course.as_deref(),
+        ),
+        Some(Command::New { id, title, course }) => {
+            new_task(&id, title.as_deref(), course.as_deref())
         }
         Some(Command::Batch {
             task,
@@ -552,6 +574,118 @@ fn package(lms: PackageCommand) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `cargo grade verify [TASK...]`: every spec (and mutants file) checked
+/// first, all their errors at once; then each task verified.
+fn verify(
+    names: &[String],
+    opts: &verify::Options,
+    format: CheckFormat,
+    instructor_specs: Option<&Path>,
+    course: Option<&Path>,
+) -> Result<u8, Failure> {
+    let course = Course::locate(course)?;
+    // Each task once, in the course's order, however it was named.
+    let mut paths = Vec::new();
+    if names.is_empty() {
+        paths = course.spec_paths()?;
+    } else {
+        for name in names {
+            let path = course.task_path(name)?;
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    if paths.is_empty() {
+        return Err(Failure::Message(format!(
+            "the course has no task to verify: {} has no spec (`cargo grade new ID` scaffolds one)",
+            course.root.join("specs").display()
+        )));
+    }
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for path in &paths {
+        let stem = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        // The mutants file is verify's to need: checked with the spec.
+        match course.task_with_mutants(&stem) {
+            Ok(_) => specs.push(course.task_with_overlay(&stem, instructor_specs)?),
+            Err(CourseError::Spec(e)) => errors.extend(e),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Failure::Spec(errors));
+    }
+    let cancel = Cancel::new();
+    cancel_on_signals(&cancel);
+    let progress = batch::Progress::new(std::io::stderr().is_terminal());
+    let verification = match verify::run(&course, &specs, opts, &progress, &cancel) {
+        Ok(v) => v,
+        Err(verify::VerifyError::Cancelled) => {
+            eprintln!("cargo grade: verification was cancelled");
+            return Ok(EXIT_CANCELLED);
+        }
+        Err(e) => return Err(Failure::Message(e.to_string())),
+    };
+    match format {
+        CheckFormat::Human => print!("{}", verification.render()),
+        CheckFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&verification).expect("serialisable")
+        ),
+    }
+    Ok(if verification.has_errors() {
+        EXIT_ERROR
+    } else if verification.passed {
+        EXIT_OK
+    } else {
+        EXIT_BELOW
+    })
+}
+
+/// `cargo grade new ID`: the task's files written, then checked as
+/// `cargo grade check` would.
+fn new_task(id: &str, title: Option<&str>, course: Option<&Path>) -> Result<u8, Failure> {
+    let task = scaffold::NewTask::parse(id, title).map_err(|e| e.to_string())?;
+    let course = Course::locate(course)?;
+    let written = scaffold::write(&course, &task).map_err(|e| e.to_string())?;
+    for path in &written {
+        println!("created {}", path.display());
+    }
+    // What was written must pass `check`: a failure here is the grader's.
+    let spec = course
+        .root
+        .join("specs")
+        .join(format!("{}.toml", task.slug));
+    let outcome = course.check(&spec, check::Mutants::Required);
+    if outcome.spec.is_none() {
+        print_spec_errors(&outcome.errors);
+        return Err(Failure::Message(format!(
+            "the scaffolded {} does not pass `cargo grade check` (a bug of cargo grade new)",
+            task.slug
+        )));
+    }
+    println!(
+        "\nnew task {} ({}): {:?}. Next:\n  \
+         cargo grade check {id}                          the spec, the starter and the mutants, running nothing\n  \
+         cargo grade verify {id}                         the reference full marks, the starter at most {:.0}%, the mutant caught\n  \
+         cargo grade {id} --path solutions/{slug}    grade the reference\n\
+         Then edit tasks/{slug}.md (the contract first), the spec, the starter, the solution and the mutants: \
+         specs/GUIDE.md walks through it.",
+        task.id,
+        task.slug,
+        task.title,
+        selfcheck::STARTER_MAX_PERCENT,
+        id = task.id,
+        slug = task.slug,
+    );
+    Ok(EXIT_OK)
 }
 
 /// `cargo grade check [SPEC...]`.

@@ -8,17 +8,16 @@
 //! Mutants live beside the solution, in `solutions/<slug>/mutants.toml`: a
 //! find/replace on one file of the solution, so a mutant is a reviewed,
 //! minimal, realistic bug rather than a copy of the whole program.
+//!
+//! This module is the judging: what each subject must get, as a verdict
+//! ([`Check`]) on one report. Grading them all, at several seeds, and the
+//! rates across seeds are [`crate::verify`]'s.
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::course::Course;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-
-use crate::events::{Cancel, Event, Fanout, Observer};
-use crate::grade::{GradeOptions, Submission, TaskContext};
 use crate::result::{Outcome, Report};
 use crate::spec::{Spec, SpecError};
 
@@ -54,23 +53,60 @@ pub fn load_mutants(path: &Path, spec: &Spec) -> Result<Vec<Mutant>, SpecError> 
     crate::check::read_mutants(&shown, &text, Some(&tests), path.parent())
 }
 
+/// A mutant that cannot be written out: its `file` unreadable, or its
+/// `find` not occurring exactly once in it (the mutants file changed since
+/// it was checked, or the solution did).
+#[derive(Debug, thiserror::Error)]
+pub enum MutantError {
+    #[error("mutant {mutant:?}: cannot copy the solution {}: {source}", solution.display())]
+    Copy {
+        mutant: String,
+        solution: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mutant {mutant:?}: {file}: {source}")]
+    File {
+        mutant: String,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "mutant {mutant:?}: `find` occurs {count} times in {file} (it must occur exactly once)"
+    )]
+    Find {
+        mutant: String,
+        file: String,
+        count: usize,
+    },
+}
+
 /// Writes the mutant's crate (the solution with the patch applied) into `dir`.
-pub fn materialise(mutant: &Mutant, solution: &Path, dir: &Path) -> Result<(), String> {
-    copy_crate(solution, dir).map_err(|e| format!("copying {}: {e}", solution.display()))?;
+pub fn materialise(mutant: &Mutant, solution: &Path, dir: &Path) -> Result<(), MutantError> {
+    let file_error = |source| MutantError::File {
+        mutant: mutant.name.clone(),
+        file: mutant.file.clone(),
+        source,
+    };
+    copy_crate(solution, dir).map_err(|source| MutantError::Copy {
+        mutant: mutant.name.clone(),
+        solution: solution.to_owned(),
+        source,
+    })?;
     let target = dir.join(&mutant.file);
-    let text =
-        std::fs::read_to_string(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let text = std::fs::read_to_string(&target).map_err(file_error)?;
     match text.matches(&mutant.find).count() {
         1 => {}
-        n => {
-            return Err(format!(
-                "mutant {:?}: `find` occurs {n} times in {} (it must occur exactly once)",
-                mutant.name, mutant.file
-            ))
+        count => {
+            return Err(MutantError::Find {
+                mutant: mutant.name.clone(),
+                file: mutant.file.clone(),
+                count,
+            })
         }
     }
-    std::fs::write(&target, text.replacen(&mutant.find, &mutant.replace, 1))
-        .map_err(|e| e.to_string())
+    std::fs::write(&target, text.replacen(&mutant.find, &mutant.replace, 1)).map_err(file_error)
 }
 
 /// Copies a crate directory, without its `target/`.
@@ -92,7 +128,7 @@ pub fn copy_crate(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The verdict of one self-check item.
+/// The verdict of one subject at one seed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// `reference`, `alternative NAME`, `starter`, or `mutant NAME`.
@@ -102,9 +138,23 @@ pub struct Check {
     pub max_score: u32,
     /// Why it is (not) as required.
     pub detail: String,
+    /// For a mutant: the tests it lost points in without declaring them
+    /// (information: a mutant may break more than it was written for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_lost: Vec<String>,
+    /// For a mutant that does not compile: the first compiler error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compile_error: Option<String>,
+    /// The report's outcome was `graded` (it compiled and every test ran).
+    #[serde(skip)]
+    pub graded: bool,
+    /// Per test: whether the subject got every point of it (never, when it
+    /// was not graded).
+    #[serde(skip)]
+    pub full: Vec<(String, bool)>,
 }
 
-/// A self-check of one task.
+/// Every subject of one task judged at one seed.
 #[derive(Debug, Clone, Serialize)]
 pub struct SelfCheck {
     pub task: String,
@@ -116,155 +166,36 @@ impl SelfCheck {
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }
-
-    pub fn render(&self) -> String {
-        let mut out = format!("self-check of {} (seed {})\n", self.task, self.seed);
-        for c in &self.checks {
-            out.push_str(&format!(
-                "  {}  {:<28} {:>2}/{:<2}  {}\n",
-                if c.ok { "ok  " } else { "FAIL" },
-                c.subject,
-                c.score,
-                c.max_score,
-                c.detail
-            ));
-        }
-        let failed = self.checks.iter().filter(|c| !c.ok).count();
-        out.push_str(&if failed == 0 {
-            format!("all {} checks passed\n", self.checks.len())
-        } else {
-            format!("{failed} of {} checks failed\n", self.checks.len())
-        });
-        out
-    }
-}
-
-/// Judges each finished report by the role of its subject.
-struct Judge<'r> {
-    roles: BTreeMap<String, &'r Role>,
-    checks: Mutex<BTreeMap<String, Check>>,
-}
-
-impl Observer for Judge<'_> {
-    fn event(&self, event: &Event<'_>) {
-        let Event::Finished { id, report } = event else {
-            return;
-        };
-        let Some(role) = self.roles.get(*id) else {
-            return;
-        };
-        let mut check = match role {
-            Role::Reference | Role::Alternative => judge_reference(report),
-            Role::Starter => judge_starter(report),
-            Role::Mutant(m) => judge_mutant(m, report),
-        };
-        check.subject = (*id).to_owned();
-        self.checks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(check.subject.clone(), check);
-    }
 }
 
 /// What one subject of a self-check is.
-enum Role {
+#[derive(Debug, Clone)]
+pub enum Role {
     Reference,
     Alternative,
     Starter,
     Mutant(Mutant),
 }
 
-/// Grades the reference, the alternatives, the starter and every mutant of
-/// `spec`, `jobs` at once, on one prepared task.
-pub fn run(
-    course: &Course,
-    spec: &Spec,
-    seed: u64,
-    jobs: usize,
-    observer: &dyn Observer,
-    cancel: &Cancel,
-) -> Result<SelfCheck, Box<dyn std::error::Error>> {
-    let mutants = load_mutants(&mutants_path(course, spec), spec)?;
-    let slug = &spec.task.slug;
-    let solution = course.solution_dir(spec);
-    // (subject, shown path, crate dir, role); mutants in temporary crates.
-    let mut subjects: Vec<(String, String, PathBuf, Role)> = vec![(
-        "reference".into(),
-        format!("solutions/{slug}"),
-        solution.clone(),
-        Role::Reference,
-    )];
-    for (name, dir) in course.alternatives(spec) {
-        subjects.push((
-            format!("alternative {name}"),
-            format!("solutions/{slug}/alternatives/{name}"),
-            dir,
-            Role::Alternative,
-        ));
+impl Role {
+    /// The role's word in the JSON results.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Role::Reference => "reference",
+            Role::Alternative => "alternative",
+            Role::Starter => "starter",
+            Role::Mutant(_) => "mutant",
+        }
     }
-    subjects.push((
-        "starter".into(),
-        format!("starter/{slug}"),
-        course.starter_dir(spec),
-        Role::Starter,
-    ));
-    let mut temps = Vec::new();
-    for mutant in mutants {
-        let dir = tempfile::Builder::new()
-            .prefix("cargo-grade-mutant-")
-            .tempdir()?;
-        materialise(&mutant, &solution, dir.path())?;
-        subjects.push((
-            format!("mutant {}", mutant.name),
-            format!("<mutant {}>", mutant.name),
-            dir.path().to_owned(),
-            Role::Mutant(mutant),
-        ));
-        temps.push(dir);
+
+    /// Judges `report` by what this role requires.
+    pub fn judge(&self, report: &Report) -> Check {
+        match self {
+            Role::Reference | Role::Alternative => judge_reference(report),
+            Role::Starter => judge_starter(report),
+            Role::Mutant(m) => judge_mutant(m, report),
+        }
     }
-    let ctx = TaskContext::prepare(course, spec.clone())?;
-    // The self-check is an observer too: it judges each report as the
-    // engine finishes it.
-    let judge = Judge {
-        roles: subjects
-            .iter()
-            .map(|(subject, _, _, role)| (subject.clone(), role))
-            .collect(),
-        checks: Mutex::new(BTreeMap::new()),
-    };
-    let observers = Fanout(vec![&judge, observer]);
-    let graded = crate::pool::map(&subjects, jobs, |(subject, shown, dir, _)| {
-        let opts = GradeOptions {
-            seed,
-            only: Vec::new(),
-            shown_path: shown.clone(),
-        };
-        ctx.grade(
-            Submission {
-                id: subject,
-                dir,
-                digest: None,
-            },
-            &opts,
-            &observers,
-            cancel,
-        )
-        .map(|_| ())
-    });
-    for g in graded {
-        g?;
-    }
-    let mut judged = judge.checks.into_inner().unwrap_or_else(|p| p.into_inner());
-    let checks: Vec<Check> = subjects
-        .iter()
-        .filter_map(|(subject, ..)| judged.remove(subject))
-        .collect();
-    drop(temps);
-    Ok(SelfCheck {
-        task: spec.task.id.clone(),
-        seed,
-        checks,
-    })
 }
 
 fn summary(subject: String, report: &Report, ok: bool, detail: String) -> Check {
@@ -274,6 +205,19 @@ fn summary(subject: String, report: &Report, ok: bool, detail: String) -> Check 
         score: report.score,
         max_score: report.max_score,
         detail,
+        also_lost: Vec::new(),
+        compile_error: None,
+        graded: report.outcome == Outcome::Graded,
+        full: report
+            .tests
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    report.outcome == Outcome::Graded && t.score == t.max_score,
+                )
+            })
+            .collect(),
     }
 }
 
@@ -292,7 +236,7 @@ pub fn judge_reference(report: &Report) -> Check {
     let detail = if ok {
         "full marks".into()
     } else if report.outcome != Outcome::Graded {
-        format!("not graded: {:?}", report.outcome)
+        not_graded(report)
     } else {
         format!("lost points in {}", lost(report).join(", "))
     };
@@ -307,41 +251,106 @@ pub fn judge_starter(report: &Report) -> Check {
             "{:.0}% (at most {STARTER_MAX_PERCENT:.0}% allowed)",
             report.percent()
         ),
-        Outcome::BuildFailed => "the starter does not compile".into(),
-        Outcome::Ungradable(why) | Outcome::Rejected(why) => format!("not graded: {why}"),
+        Outcome::BuildFailed => format!(
+            "the starter does not compile: {}",
+            first_compiler_error(&report.build.diagnostics)
+        ),
+        _ => not_graded(report),
     };
     summary("starter".into(), report, ok, detail)
 }
 
-/// The mutant must be graded and lose points in every test of `catches`.
-pub fn judge_mutant(mutant: &Mutant, report: &Report) -> Check {
-    let missed: Vec<&String> = mutant
-        .catches
-        .iter()
-        .filter(|name| {
-            report
-                .tests
-                .iter()
-                .any(|t| &t.name == *name && t.score == t.max_score)
-        })
-        .collect();
-    let ok = report.outcome == Outcome::Graded && missed.is_empty();
-    let detail = match &report.outcome {
-        Outcome::Graded if ok => format!("caught by {}", lost(report).join(", ")),
-        Outcome::Graded => format!(
-            "NOT caught by {} (it lost points in: {})",
-            missed
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            lost(report).join(", ")
-        ),
+fn not_graded(report: &Report) -> String {
+    match &report.outcome {
         Outcome::BuildFailed => format!(
             "does not compile: {}",
-            report.build.diagnostics.lines().next().unwrap_or("")
+            first_compiler_error(&report.build.diagnostics)
         ),
         Outcome::Ungradable(why) | Outcome::Rejected(why) => format!("not graded: {why}"),
+        Outcome::Graded => "graded".into(),
+    }
+}
+
+/// The mutant must be graded and lose points in every test of `catches`;
+/// the tests it loses points in besides are listed, as information.
+pub fn judge_mutant(mutant: &Mutant, report: &Report) -> Check {
+    let lost_in = |name: &str| {
+        report
+            .tests
+            .iter()
+            .any(|t| t.name == name && t.score < t.max_score)
     };
-    summary(format!("mutant {}", mutant.name), report, ok, detail)
+    let missed: Vec<&str> = mutant
+        .catches
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !lost_in(name))
+        .collect();
+    let also_lost: Vec<String> = report
+        .tests
+        .iter()
+        .filter(|t| t.score < t.max_score && !mutant.catches.contains(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    let ok = report.outcome == Outcome::Graded && missed.is_empty();
+    let mut compile_error = None;
+    let detail = match &report.outcome {
+        Outcome::Graded if ok => format!("caught by {}", mutant.catches.join(", ")),
+        Outcome::Graded => format!(
+            "NOT caught by {} (it lost points in: {})",
+            missed.join(", "),
+            lost(report).join(", ")
+        ),
+        Outcome::BuildFailed => {
+            let first = first_compiler_error(&report.build.diagnostics);
+            compile_error = Some(first.clone());
+            format!("does not compile: {first}")
+        }
+        _ => not_graded(report),
+    };
+    let mut check = summary(format!("mutant {}", mutant.name), report, ok, detail);
+    if report.outcome == Outcome::Graded {
+        check.also_lost = also_lost;
+    }
+    check.compile_error = compile_error;
+    check
+}
+
+/// The first error of a compiler's output, on one line: its message and,
+/// when it has one, its place (`error[E0425]: cannot find value `x` in
+/// this scope (src/main.rs:3:5)`).
+pub fn first_compiler_error(diagnostics: &str) -> String {
+    let plain = anstream::adapter::strip_str(diagnostics).to_string();
+    let mut lines = plain.lines().map(str::trim_end);
+    let Some(first) = lines
+        .by_ref()
+        .find(|l| l.starts_with("error"))
+        .or_else(|| plain.lines().find(|l| !l.trim().is_empty()))
+    else {
+        return "the compiler gave no message".into();
+    };
+    let place = lines
+        .take(3)
+        .find_map(|l| l.trim_start().strip_prefix("--> "))
+        .map(|p| format!(" ({})", p.trim()));
+    format!("{first}{}", place.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_compiler_error_is_one_line_with_its_place() {
+        let rustc = "\u{1b}[1m\u{1b}[38;5;9merror[E0425]\u{1b}[0m: cannot find value `x` in this scope\n  --> src/main.rs:3:5\n   |\n3  |     x\n   |     ^ not found\n\nerror: aborting due to 1 previous error\n";
+        assert_eq!(
+            first_compiler_error(rustc),
+            "error[E0425]: cannot find value `x` in this scope (src/main.rs:3:5)"
+        );
+        assert_eq!(
+            first_compiler_error("the build took longer than 60 s and was stopped"),
+            "the build took longer than 60 s and was stopped"
+        );
+        assert_eq!(first_compiler_error(""), "the compiler gave no message");
+    }
 }

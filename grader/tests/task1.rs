@@ -96,7 +96,11 @@ fn selfcheck_command_passes_and_reports_every_subject() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let check: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let verification: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // `selfcheck` is `verify`'s alias: one task, one run (seed 1).
+    assert_eq!(verification["seeds"], serde_json::json!([1]));
+    let check = &verification["tasks"][0]["runs"][0];
+    assert_eq!(check["task"], "task1");
     let subjects: Vec<&str> = check["checks"]
         .as_array()
         .unwrap()
