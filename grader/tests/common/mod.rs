@@ -344,16 +344,20 @@ pub fn assert_every_mutant_caught_in_its_tests(
         "{task} needs at least {min_mutants} mutants"
     );
     let dirs: Vec<tempfile::TempDir> = mutants.iter().map(|m| mutant_crate(slug, m)).collect();
-    // Mutants with the same catches share a batch (and its --only).
-    let mut groups: std::collections::BTreeMap<Vec<String>, Vec<(String, PathBuf)>> =
-        std::collections::BTreeMap::new();
-    for (m, d) in mutants.iter().zip(&dirs) {
-        groups
-            .entry(m.catches.clone())
-            .or_default()
-            .push((m.name.clone(), d.path().to_owned()));
-    }
-    let groups: Vec<(Vec<String>, Vec<(String, PathBuf)>)> = groups.into_iter().collect();
+    // One batch per mutant (its own --only). The ones with the most tests
+    // to fail start first: a mutant that hangs waits out a deadline in each
+    // of them, and started last it would end the test alone.
+    let mut groups: Vec<(Vec<String>, Vec<(String, PathBuf)>)> = mutants
+        .iter()
+        .zip(&dirs)
+        .map(|(m, d)| {
+            (
+                m.catches.clone(),
+                vec![(m.name.clone(), d.path().to_owned())],
+            )
+        })
+        .collect();
+    groups.sort_by_key(|(catches, crates)| (std::cmp::Reverse(catches.len()), crates[0].0.clone()));
     for &seed in seeds {
         let results = batch_grade_groups(task, &groups, seed);
         for mutant in &mutants {
@@ -377,10 +381,10 @@ pub fn assert_every_mutant_caught_in_its_tests(
 }
 
 /// Grades each group's crates on the group's tests only (a batch per group,
-/// `--only` each test), [`SUITE_JOBS`] grades at a time in all: a pool of
-/// that many threads, each running one group's batch at `--jobs 1`, so the
-/// load is what the suite's other batches put on the machine. Returns every
-/// crate's result.
+/// `--only` each test), in the order given, [`SUITE_JOBS`] batches at a
+/// time: a pool of that many threads, each running one group's batch at
+/// `--jobs 1`, so the load is what the suite's other batches put on the
+/// machine. Returns every crate's result.
 pub fn batch_grade_groups(
     task: &str,
     groups: &[(Vec<String>, Vec<(String, PathBuf)>)],
