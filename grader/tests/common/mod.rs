@@ -347,7 +347,7 @@ pub fn assert_every_mutant_caught_in_its_tests(
     // One batch per mutant (its own --only). The ones with the most tests
     // to fail start first: a mutant that hangs waits out a deadline in each
     // of them, and started last it would end the test alone.
-    let mut groups: Vec<(Vec<String>, Vec<(String, PathBuf)>)> = mutants
+    let mut groups: Vec<Group> = mutants
         .iter()
         .zip(&dirs)
         .map(|(m, d)| {
@@ -380,6 +380,10 @@ pub fn assert_every_mutant_caught_in_its_tests(
     }
 }
 
+/// Crates graded together on the same tests: the tests (`--only` each),
+/// and each crate's name and directory.
+pub type Group = (Vec<String>, Vec<(String, PathBuf)>);
+
 /// Grades each group's crates on the group's tests only (a batch per group,
 /// `--only` each test), in the order given, [`SUITE_JOBS`] batches at a
 /// time: a pool of that many threads, each running one group's batch at
@@ -387,7 +391,7 @@ pub fn assert_every_mutant_caught_in_its_tests(
 /// machine. Returns every crate's result.
 pub fn batch_grade_groups(
     task: &str,
-    groups: &[(Vec<String>, Vec<(String, PathBuf)>)],
+    groups: &[Group],
     seed: u64,
 ) -> std::collections::BTreeMap<String, Value> {
     let next = std::sync::atomic::AtomicUsize::new(0);
