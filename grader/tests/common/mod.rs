@@ -245,8 +245,11 @@ fn assert_all_full_marks(what: &str, runs: &[(u64, std::collections::BTreeMap<St
     for (seed, results) in runs {
         for (name, report) in results {
             assert_eq!(
-                report["outcome"]["kind"], "graded",
-                "{what} {name} at seed {seed}"
+                report["outcome"]["kind"],
+                "graded",
+                "{what} {name} at seed {seed}: {} {:#?}",
+                report["outcome"],
+                lost(report)
             );
             let (score, max) = score(report);
             assert_eq!(
