@@ -552,7 +552,7 @@ impl Prepared {
             fs::create_dir_all(out_dir)
                 .map_err(io_error(format!("cannot create {}", out_dir.display())))?;
             let binary = out_dir.join(&self.binary);
-            fs::copy(&output, &binary).map_err(io_error("cannot copy the built binary"))?;
+            move_binary(&output, &binary)?;
             return Ok(BuildResult::Built {
                 binary,
                 duration: started.elapsed(),
@@ -579,6 +579,50 @@ impl Prepared {
             ))),
             None => Ok(failed(other)),
         }
+    }
+}
+
+/// Puts the built binary at `to` without this process ever holding it open
+/// for writing. A descriptor open for writing is inherited by every child
+/// another thread forks meanwhile (until that child's exec closes it), and
+/// while any process holds one, executing the file fails with ETXTBSY: with
+/// several grades at once (a batch's --jobs, a self-check), a copy made here
+/// while another grade started a program made this grade's first program
+/// fail to start, and the submission ungradable, on about one run in a few
+/// hundred grades. A rename involves no descriptor; across file systems (a
+/// tmpfs /tmp) the copy is made by `cp`, a process of its own whose
+/// descriptors no other child inherits, and is complete when it exits.
+fn move_binary(from: &Path, to: &Path) -> Result<(), BuildError> {
+    match fs::rename(from, to) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+        Err(e) => {
+            return Err(BuildError::Io {
+                what: format!("cannot move the built binary to {}", to.display()),
+                source: e,
+            })
+        }
+    }
+    let out = Command::new("cp")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| BuildError::Spawn {
+            program: "cp".into(),
+            source: e,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Machinery(format!(
+            "cp of the built binary to {} failed: {}",
+            to.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 
