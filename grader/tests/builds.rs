@@ -27,6 +27,16 @@ fn course() -> Course {
     }
 }
 
+/// Where the task's builds make their directories (and keep their cache).
+fn builds_dir(course: &Course) -> PathBuf {
+    course
+        .work_dir()
+        .canonicalize()
+        .unwrap()
+        .join("builds")
+        .join(SLUG)
+}
+
 /// A copy of `from` whose `src/main.rs` gets `extra` appended.
 fn variant(from: &Path, extra: &str) -> tempfile::TempDir {
     let dir = common::copy_crate(from);
@@ -136,12 +146,7 @@ const _: () = assert!(NAME.len() == "task3-shm-counter".len());
         "the reference counts: {output}"
     );
     // Nothing of any build is left in the builds' directory.
-    let builds = course
-        .work_dir()
-        .canonicalize()
-        .unwrap()
-        .join("builds")
-        .join(SLUG);
+    let builds = builds_dir(&course);
     let left: Vec<_> = std::fs::read_dir(&builds)
         .unwrap()
         .flatten()
@@ -217,13 +222,7 @@ fn the_same_sources_are_built_once() {
         }
     };
     let (first, _out) = build(a.path(), &[]);
-    let cache = course
-        .work_dir()
-        .canonicalize()
-        .unwrap()
-        .join("builds")
-        .join(SLUG)
-        .join("cache");
+    let cache = builds_dir(&course).join("cache");
     let kept: Vec<PathBuf> = std::fs::read_dir(&cache)
         .unwrap()
         .flatten()
@@ -276,12 +275,7 @@ fn a_build_cannot_read_another_builds_files() {
     let course = course();
     let spec = course.task(TASK).unwrap();
     let prepared = Prepared::new(&course, &spec).unwrap();
-    let builds = course
-        .work_dir()
-        .canonicalize()
-        .unwrap()
-        .join("builds")
-        .join(SLUG);
+    let builds = builds_dir(&course);
     let other = tempfile::Builder::new()
         .prefix(&format!("{}-other-", std::process::id()))
         .tempdir_in(&builds)
