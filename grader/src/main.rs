@@ -524,6 +524,22 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// The course, the task's spec (validated with the overlay now, not on the
+/// LMS's machine later) and where the package goes: `out`, or
+/// `<slug>-<suffix>`.
+fn package_target(
+    task: &str,
+    out: Option<PathBuf>,
+    suffix: &str,
+    instructor_specs: Option<&Path>,
+    course: Option<&Path>,
+) -> Result<(Course, cargo_grade::spec::Spec, PathBuf), Failure> {
+    let course = Course::locate(course)?;
+    let spec = course.task_with_overlay(task, instructor_specs)?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}-{suffix}", spec.task.slug)));
+    Ok((course, spec, out))
+}
+
 fn package(lms: PackageCommand) -> Result<u8, Failure> {
     match lms {
         PackageCommand::Gradescope {
@@ -532,11 +548,13 @@ fn package(lms: PackageCommand) -> Result<u8, Failure> {
             instructor_specs,
             course,
         } => {
-            let course = Course::locate(course.as_deref())?;
-            // Validated with the overlay now, not on the LMS's machine later.
-            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
-            let out =
-                out.unwrap_or_else(|| PathBuf::from(format!("{}-gradescope.zip", spec.task.slug)));
+            let (course, spec, out) = package_target(
+                &task,
+                out,
+                "gradescope.zip",
+                instructor_specs.as_deref(),
+                course.as_deref(),
+            )?;
             let n =
                 cargo_grade::package::gradescope(&course, &spec, &out, instructor_specs.as_deref())
                     .map_err(|e| e.to_string())?;
@@ -553,11 +571,13 @@ fn package(lms: PackageCommand) -> Result<u8, Failure> {
             instructor_specs,
             course,
         } => {
-            let course = Course::locate(course.as_deref())?;
-            // Validated with the overlay now, not on the LMS's machine later.
-            let spec = course.task_with_overlay(&task, instructor_specs.as_deref())?;
-            let out =
-                out.unwrap_or_else(|| PathBuf::from(format!("{}-prairielearn", spec.task.slug)));
+            let (course, spec, out) = package_target(
+                &task,
+                out,
+                "prairielearn",
+                instructor_specs.as_deref(),
+                course.as_deref(),
+            )?;
             let image = image.unwrap_or_else(|| format!("cargo-grade-{}:latest", spec.task.slug));
             let opts = cargo_grade::package::PrairieLearnOptions {
                 image: image.clone(),

@@ -296,6 +296,27 @@ impl<'t> Reader<'t> {
         }
     }
 
+    /// Each item of an array of strings with its span; a wrong type at the
+    /// first item that is not a string.
+    fn string_items(
+        &mut self,
+        key: &str,
+        ty: &Ty,
+        items: &[Spanned<DeValue<'_>>],
+    ) -> Option<Vec<(String, Span)>> {
+        let mut out = Vec::new();
+        for item in items {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.to_string(), item.span())),
+                _ => {
+                    self.wrong_type(key, ty, item);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
     fn wrong_type(&mut self, key: &str, ty: &Ty, v: &Spanned<DeValue<'_>>) {
         self.error(Diagnostic::new(
             ErrorKind::WrongType {
@@ -377,19 +398,7 @@ impl<'t> Reader<'t> {
             Ty::Str => self.string(key, ty, v).map(Val::Str),
             Ty::StrOrStrings => match v.get_ref() {
                 DeValue::String(s) => Some(Val::Strings(vec![(s.to_string(), v.span())])),
-                DeValue::Array(items) => {
-                    let mut out = Vec::new();
-                    for item in items.iter() {
-                        match item.get_ref() {
-                            DeValue::String(s) => out.push((s.to_string(), item.span())),
-                            _ => {
-                                self.wrong_type(key, ty, item);
-                                return None;
-                            }
-                        }
-                    }
-                    Some(Val::Strings(out))
-                }
+                DeValue::Array(items) => Some(Val::Strings(self.string_items(key, ty, items)?)),
                 _ => {
                     self.wrong_type(key, ty, v);
                     None
@@ -533,16 +542,7 @@ impl<'t> Reader<'t> {
                     self.wrong_type(key, ty, v);
                     return None;
                 };
-                let mut out = Vec::new();
-                for item in items.iter() {
-                    match item.get_ref() {
-                        DeValue::String(s) => out.push((s.to_string(), item.span())),
-                        _ => {
-                            self.wrong_type(key, ty, item);
-                            return None;
-                        }
-                    }
-                }
+                let out = self.string_items(key, ty, items)?;
                 if out.is_empty() && matches!(ty, Ty::NonEmptyStrings) {
                     self.error(Diagnostic::new(ErrorKind::Empty { key: key.into() }, span));
                     return None;
