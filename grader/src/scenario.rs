@@ -18,6 +18,7 @@ use crate::faults::{self, SignalStorm};
 use crate::harness::deadline::poll_until;
 use crate::harness::leftovers::{Baseline, Leftovers, Scope};
 use crate::harness::procfs::{self, Syscall};
+use crate::harness::stuck;
 use crate::harness::{
     Budget, CapturedStream, Confinement, Deadline, ExitState, Identity, Isolation, LineWait,
     Program, ResourceLimit, Sandbox, SpawnOptions,
@@ -77,6 +78,52 @@ impl StepFailure {
             status: Status::Error,
             expected: "the grader to be able to run this step".into(),
             observed: what.into(),
+        }
+    }
+}
+
+/// Why a watched wait ended without what it waited for.
+enum Missing {
+    /// The stream's own reason (deadline, end, truncated).
+    Line(LineWait),
+    /// The round is stuck for good: where every process waits.
+    Stuck(String),
+}
+
+/// When a long wait first looks for a proof that the round is stuck for
+/// good, and how often after that. A look reads `/proc` for every process
+/// of the machine, so waits that end soon (nearly all) never look.
+const STUCK_FIRST_LOOK: Duration = Duration::from_millis(100);
+const STUCK_LOOK_EVERY: Duration = Duration::from_millis(40);
+
+/// Looks, between slices of a wait, for two agreeing looks of
+/// [`stuck::look`]: the proof that nothing will ever come.
+struct StuckWatch {
+    uid: u32,
+    started: Vec<i32>,
+    pipes: Vec<u64>,
+    began: Instant,
+    next: Instant,
+    last: Option<stuck::Snapshot>,
+}
+
+impl StuckWatch {
+    /// The deadline of the next slice of the wait.
+    fn slice(&self, deadline: Deadline) -> Deadline {
+        deadline.min(Deadline::at(self.next))
+    }
+
+    /// One more look, when a slice ended: the proof, once two looks in a
+    /// row agree.
+    fn look(&mut self) -> Option<stuck::Snapshot> {
+        self.next = Instant::now() + STUCK_LOOK_EVERY;
+        let now = stuck::look(self.uid, &self.started, &self.pipes);
+        match (self.last.take(), now) {
+            (Some(before), Some(now)) if before.unchanged(&now) => Some(now),
+            (_, now) => {
+                self.last = now;
+                None
+            }
         }
     }
 }
@@ -701,6 +748,94 @@ impl Scenario<'_> {
         }
     }
 
+    /// A watch for a proof that the round is stuck for good, when one can
+    /// be had: the round has a uid of its own (so all its processes can be
+    /// found) and no background fault is running (the grader is passive).
+    fn stuck_watch(&self) -> Option<StuckWatch> {
+        self.stuck_watch_after(STUCK_FIRST_LOOK)
+    }
+
+    /// [`Scenario::stuck_watch`], its first look after `first`.
+    fn stuck_watch_after(&self, first: Duration) -> Option<StuckWatch> {
+        let uid = self.sandbox.identity()?.uid;
+        if self.background.iter().any(|bg| !bg.handle.is_finished()) {
+            return None;
+        }
+        let now = Instant::now();
+        Some(StuckWatch {
+            uid,
+            started: self.processes.iter().map(|p| p.pid().as_raw()).collect(),
+            pipes: self
+                .processes
+                .iter()
+                .filter_map(Program::stdin_pipe)
+                .collect(),
+            began: now,
+            next: now + first,
+            last: None,
+        })
+    }
+
+    /// What a proof of a stuck round says: where every process waits.
+    fn describe_stuck(&self, proof: &stuck::Snapshot, watch: &StuckWatch) -> String {
+        let named = |pid: i32| {
+            self.processes
+                .iter()
+                .find(|p| p.pid().as_raw() == pid)
+                .map(|p| match self.peers.contains(&p.name) {
+                    true => format!("the grader's peer {}", p.name),
+                    false => p.name.clone(),
+                })
+        };
+        format!(
+            "stuck for good after {:.1} s: every process of the test is asleep in a wait that \
+             only another of them could end ({}); no timer is set and none catches or awaits \
+             SIGALRM, so none will ever wake (the grader stopped waiting there instead of at the deadline)",
+            watch.began.elapsed().as_secs_f64(),
+            proof.describe(named)
+        )
+    }
+
+    /// The next line of `stream` by `deadline`, or why none came: stops
+    /// early, with the proof, when the round is stuck for good.
+    fn next_line(&self, stream: &CapturedStream, deadline: Deadline) -> Result<String, Missing> {
+        let mut watch = self.stuck_watch();
+        loop {
+            let slice = watch.as_ref().map_or(deadline, |w| w.slice(deadline));
+            match stream.next_line(slice) {
+                Ok(line) => return Ok(line),
+                Err(LineWait::Deadline) if !deadline.passed() => {
+                    if let Some(w) = watch.as_mut() {
+                        if let Some(proof) = w.look() {
+                            return Err(Missing::Stuck(self.describe_stuck(&proof, w)));
+                        }
+                    }
+                }
+                Err(why) => return Err(Missing::Line(why)),
+            }
+        }
+    }
+
+    /// The exit of the step's process by `deadline` (`Ok(None)`: still
+    /// running then), or the proof that it is stuck for good.
+    fn wait_exit(&mut self, step: &Step, deadline: Deadline) -> Result<Option<ExitState>, String> {
+        let mut watch = self.stuck_watch();
+        loop {
+            let slice = watch.as_ref().map_or(deadline, |w| w.slice(deadline));
+            if let Some(state) = self.process(step).wait_exit(slice) {
+                return Ok(Some(state));
+            }
+            if deadline.passed() {
+                return Ok(None);
+            }
+            if let Some(w) = watch.as_mut() {
+                if let Some(proof) = w.look() {
+                    return Err(self.describe_stuck(&proof, w));
+                }
+            }
+        }
+    }
+
     /// A wait that ran out: `timeout` while the program still runs (it is
     /// stuck), `failed` once it has exited (it never will do it).
     fn ran_out(
@@ -795,7 +930,7 @@ impl Scenario<'_> {
         let stream = self.stream(step);
         let begun = Instant::now();
         loop {
-            match stream.next_line(deadline) {
+            match self.next_line(&stream, deadline) {
                 Ok(line) => match re.captures(&line) {
                     Some(caps) => {
                         return match check {
@@ -813,7 +948,10 @@ impl Scenario<'_> {
                         _ => return Err(StepFailure::failed(expected, mismatch(&stream, &line))),
                     },
                 },
-                Err(why) => return Err(self.no_line(step, why, expected, begun.elapsed())),
+                Err(Missing::Stuck(proof)) => return Err(StepFailure::timeout(expected, proof)),
+                Err(Missing::Line(why)) => {
+                    return Err(self.no_line(step, why, expected, begun.elapsed()))
+                }
             }
         }
     }
@@ -830,15 +968,16 @@ impl Scenario<'_> {
         let expected = format!("no more lines on {name}, then its end");
         let stream = self.stream(step);
         let begun = Instant::now();
-        match stream.next_line(deadline) {
-            Err(LineWait::Eof) => Ok(()),
+        match self.next_line(&stream, deadline) {
+            Err(Missing::Line(LineWait::Eof)) => Ok(()),
+            Err(Missing::Stuck(proof)) => Err(StepFailure::timeout(expected, proof)),
             Ok(line) => Err(StepFailure::failed(
                 expected,
                 format!("another line: {}", mismatch(&stream, &line)),
             )),
             // Still open: the program runs on, or it exited and something
             // it started holds the stream (`ran_out` tells which).
-            Err(LineWait::Deadline) => Err(self.ran_out(
+            Err(Missing::Line(LineWait::Deadline)) => Err(self.ran_out(
                 step,
                 expected,
                 &format!("its {name} stayed open after "),
@@ -847,7 +986,7 @@ impl Scenario<'_> {
                     begun.elapsed().as_secs_f64()
                 ),
             )),
-            Err(why @ LineWait::Truncated) => {
+            Err(Missing::Line(why @ LineWait::Truncated)) => {
                 Err(self.no_line(step, why, expected, begun.elapsed()))
             }
         }
@@ -871,7 +1010,7 @@ impl Scenario<'_> {
         let begun = Instant::now();
         for i in from..=to {
             let want = template.replace("{}", &i.to_string());
-            match stream.next_line(deadline) {
+            match self.next_line(&stream, deadline) {
                 Ok(line) if line == want => {}
                 Ok(line) => {
                     return Err(StepFailure::failed(
@@ -882,7 +1021,11 @@ impl Scenario<'_> {
                         mismatch(&stream, &line),
                     ))
                 }
-                Err(why) => {
+                Err(Missing::Stuck(proof)) => {
+                    let expected = format!("the line {want:?} (of {first:?}..{last:?})");
+                    return Err(StepFailure::timeout(expected, proof));
+                }
+                Err(Missing::Line(why)) => {
                     let expected = format!("the line {want:?} (of {first:?}..{last:?})");
                     return Err(self.no_line(step, why, expected, begun.elapsed()));
                 }
@@ -1066,14 +1209,14 @@ impl Scenario<'_> {
             expected.trim_start_matches("the program to ")
         ));
         let begun = Instant::now();
-        let p = self.process(step);
-        match p.wait_exit(deadline) {
-            Some(state) if state == want => Ok(()),
-            Some(state) => Err(StepFailure::failed(
+        match self.wait_exit(step, deadline) {
+            Err(proof) => Err(StepFailure::timeout(expected, proof)),
+            Ok(Some(state)) if state == want => Ok(()),
+            Ok(Some(state)) => Err(StepFailure::failed(
                 expected,
                 format!("the program {}", state.describe()),
             )),
-            None => Err(StepFailure::timeout(
+            Ok(None) => Err(StepFailure::timeout(
                 expected,
                 format!("still running after {:.1} s", begun.elapsed().as_secs_f64()),
             )),
@@ -1197,8 +1340,17 @@ impl Scenario<'_> {
         self.stop.store(true, Ordering::Relaxed);
         self.halt_pauses();
         self.join_background();
+        // A round stuck for good stays so through SIGTERM: whatever the
+        // signal woke has gone back to sleep, and its SIGKILL comes at once
+        // instead of at the end of the grace.
+        let mut watch = self.stuck_watch_after(Duration::ZERO);
+        let mut settled = || {
+            watch
+                .as_mut()
+                .is_some_and(|w| Instant::now() >= w.next && w.look().is_some())
+        };
         for p in &mut self.processes {
-            p.terminate(Duration::from_millis(300));
+            p.terminate_unless_settled(Duration::from_millis(300), &mut settled);
         }
     }
 

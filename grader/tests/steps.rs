@@ -84,6 +84,28 @@ fn failures_say_what_was_observed() {
         observed("fail_eof_but_a_child_holds_stdout")
     );
     assert!(observed("timeout_eof_while_running").contains("still open after"));
+    // A wait that could end by itself is never called stuck for good; one
+    // that cannot says where every process waits.
+    assert!(!observed("timeout_line_never_comes").contains("stuck for good"));
+    assert!(!observed("timeout_eof_while_running").contains("stuck for good"));
+    for name in [
+        "timeout_stuck_reading_stdin",
+        "timeout_stuck_parent_waits_for_child_reading_stdin",
+        "timeout_stuck_instead_of_exiting",
+    ] {
+        let why = observed(name);
+        assert!(why.starts_with("stuck for good after "), "{name}: {why}");
+        assert!(
+            why.contains("in read of its stdin, which the grader is not writing to"),
+            "{name}: {why}"
+        );
+    }
+    // dash's `wait` sleeps in sigsuspend until SIGCHLD.
+    assert!(
+        observed("timeout_stuck_parent_waits_for_child_reading_stdin").contains("main (pid "),
+        "{}",
+        observed("timeout_stuck_parent_waits_for_child_reading_stdin")
+    );
     assert!(observed("timeout_busy_instead_of_read").contains("user space"));
     let storm = common::test(&report, "pass_background_storm_is_counted");
     assert_eq!(

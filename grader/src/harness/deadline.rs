@@ -15,6 +15,10 @@ impl Deadline {
         Deadline::after(Duration::from_millis(ms))
     }
 
+    pub fn at(when: Instant) -> Deadline {
+        Deadline(when)
+    }
+
     /// Time left, zero once passed.
     pub fn remaining(self) -> Duration {
         self.0.saturating_duration_since(Instant::now())

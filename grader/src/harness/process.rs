@@ -102,6 +102,9 @@ impl ExitState {
     }
 }
 
+/// How often a termination asks whether the group has settled.
+const SETTLED_EVERY: Duration = Duration::from_millis(20);
+
 /// A running (or finished) program under test.
 pub struct Program {
     pub name: String,
@@ -231,6 +234,16 @@ impl Program {
         self.pid
     }
 
+    /// The inode of the pipe on the program's stdin while the grader holds
+    /// its end (none once closed): a read of it waits for the grader alone.
+    pub fn stdin_pipe(&self) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        let fd = self.stdin.as_ref()?.as_raw_fd();
+        // SAFETY: fstat fills a plain struct from a descriptor we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
+    }
+
     /// Writes `line` and a newline to stdin.
     pub fn send_line(&mut self, line: &str) -> std::io::Result<()> {
         let stdin = self.stdin.as_mut().ok_or_else(|| {
@@ -279,6 +292,18 @@ impl Program {
     /// process and any group member the grader inherited as subreaper, and
     /// joins the capture threads. Returns how the main process ended.
     pub fn terminate(&mut self, grace: Duration) -> ExitState {
+        self.terminate_unless_settled(grace, &mut || false)
+    }
+
+    /// [`Program::terminate`], cutting the grace period short once
+    /// `settled` says that nothing will act on the SIGTERM any more (every
+    /// process left is stuck for good): the SIGKILL then comes at once, as it
+    /// would at the end of the grace.
+    pub fn terminate_unless_settled(
+        &mut self,
+        grace: Duration,
+        settled: &mut dyn FnMut() -> bool,
+    ) -> ExitState {
         let pgid = self.pid;
         // A stream a test stopped reading must drain again, or its reader
         // would never see end of file.
@@ -288,16 +313,33 @@ impl Program {
         // SIGSTOPped members would never act on SIGTERM.
         let _ = killpg(pgid, Signal::SIGCONT);
         let deadline = Deadline::after(grace);
-        self.wait_exit(deadline);
-        let emptied = poll_until(deadline, || {
-            // Reap group members only once std has reaped the main process,
-            // so that its exit status is not stolen.
-            if self.try_exit().is_some() {
-                reap_group(pgid);
+        // The main process first, in slices, asking between them.
+        let mut given_up = false;
+        while self
+            .wait_exit(deadline.min(Deadline::after(SETTLED_EVERY)))
+            .is_none()
+            && !deadline.passed()
+        {
+            if settled() {
+                given_up = true;
+                break;
             }
-            group_is_empty(pgid).then_some(())
+        }
+        let emptied = (!given_up).then(|| {
+            poll_until(deadline, || {
+                // Reap group members only once std has reaped the main process,
+                // so that its exit status is not stolen.
+                if self.try_exit().is_some() {
+                    reap_group(pgid);
+                }
+                if group_is_empty(pgid) {
+                    Some(true)
+                } else {
+                    settled().then_some(false)
+                }
+            })
         });
-        if emptied.is_none() {
+        if emptied.flatten() != Some(true) {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
         let state = match self.wait_exit(Deadline::after(Duration::from_secs(5))) {

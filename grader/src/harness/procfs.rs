@@ -242,6 +242,36 @@ pub fn uids(status: &[u8]) -> Option<[u32; 4]> {
     Some(ids)
 }
 
+/// A signal mask (`SigCgt:`, `SigBlk:`, ...) of a status text.
+pub fn status_mask_of(status: &[u8], key: &[u8]) -> Option<u64> {
+    let hex = std::str::from_utf8(status_field(status, key)?).ok()?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// The one-letter state of a status text (`State:\tS (sleeping)`).
+pub fn state_of(status: &[u8]) -> Option<char> {
+    status_field(status, b"State:")?
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .map(|&b| char::from(b))
+}
+
+/// The voluntary and involuntary context switches of a status text: a
+/// thread whose counts did not change between two looks did not run.
+pub fn switches_of(status: &[u8]) -> Option<(u64, u64)> {
+    let count = |key: &[u8]| -> Option<u64> {
+        std::str::from_utf8(status_field(status, key)?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((
+        count(b"voluntary_ctxt_switches:")?,
+        count(b"nonvoluntary_ctxt_switches:")?,
+    ))
+}
+
 /// The threads of a status text (what `RLIMIT_NPROC` counts).
 pub fn threads(status: &[u8]) -> Option<u64> {
     std::str::from_utf8(status_field(status, b"Threads:")?)
