@@ -1379,10 +1379,9 @@ impl Scenario<'_> {
     fn sweep(&mut self) -> Vec<String> {
         let scope = self.scope();
         let groups = self.submission_groups();
-        let found = Leftovers::find(&self.baseline, &scope, &groups);
-        let mut lines = found.describe();
         let all: Vec<_> = self.processes.iter().map(|p| p.pid()).collect();
-        let everything = Leftovers::find(&self.baseline, &scope, &all);
+        let [found, everything] = Leftovers::find_each(&self.baseline, &scope, [&groups, &all]);
+        let mut lines = found.describe();
         for problem in everything.remove(&scope) {
             lines.push(format!("cleanup: {problem}"));
         }

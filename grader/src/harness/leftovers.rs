@@ -177,6 +177,18 @@ impl Leftovers {
     /// Lists what appeared since `baseline`, and the processes of the
     /// process groups `pgids` (never the grader's own group, nor init's).
     pub fn find(baseline: &Baseline, scope: &Scope<'_>, pgids: &[Pid]) -> Leftovers {
+        let [found] = Leftovers::find_each(baseline, scope, [pgids]);
+        found
+    }
+
+    /// [`Leftovers::find`] for each of several sets of process groups, from
+    /// one look at the machine: the files, IPC objects and processes are
+    /// read once for all of them.
+    pub fn find_each<const N: usize>(
+        baseline: &Baseline,
+        scope: &Scope<'_>,
+        each: [&[Pid]; N],
+    ) -> [Leftovers; N] {
         let mut fifos = Vec::new();
         let mut sockets = Vec::new();
         for file in scope.special_files() {
@@ -209,11 +221,13 @@ impl Leftovers {
             ids.into_iter().filter(|id| !old.contains(id)).collect()
         };
         let own = nix::unistd::getpgrp();
-        let pgids: Vec<Pid> = pgids
-            .iter()
-            .copied()
-            .filter(|&g| g != own && g.as_raw() > 1)
-            .collect();
+        let each = each.map(|pgids| -> Vec<Pid> {
+            pgids
+                .iter()
+                .copied()
+                .filter(|&g| g != own && g.as_raw() > 1)
+                .collect()
+        });
         let escaped: Vec<i32> = scope
             .sandbox
             .identity()
@@ -223,8 +237,8 @@ impl Leftovers {
             .filter(|(_, group)| !scope.groups.contains(group))
             .map(|(pid, _)| pid.as_raw())
             .collect();
-        let mut leftovers = Leftovers {
-            processes: processes_of(&pgids, &escaped),
+        let mut objects = Leftovers {
+            processes: Vec::new(),
             fifos,
             sockets,
             posix_shm,
@@ -233,11 +247,17 @@ impl Leftovers {
             sysv_sem: new_ids(SysvKind::Sem, &baseline.sysv_sem),
             sysv_shm: new_ids(SysvKind::Shm, &baseline.sysv_shm),
         };
-        leftovers.fifos.sort();
-        leftovers.sockets.sort();
-        leftovers.posix_shm.sort();
-        leftovers.posix_sem.sort();
-        leftovers
+        objects.fifos.sort();
+        objects.sockets.sort();
+        objects.posix_shm.sort();
+        objects.posix_sem.sort();
+        let all = (each.iter().any(|g| !g.is_empty()) || !escaped.is_empty())
+            .then(all_processes)
+            .unwrap_or_default();
+        each.map(|pgids| Leftovers {
+            processes: processes_of(&all, &pgids, &escaped),
+            ..objects.clone()
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -559,14 +579,14 @@ fn all_processes() -> Vec<Stat> {
 /// no longer be told from the grader's other children: it is found only
 /// while it stays in its group, or, when the test has a user of its own,
 /// by that user (`escaped`: its pids outside every group of the test).
-fn processes_of(pgids: &[Pid], escaped: &[i32]) -> Vec<LeftProcess> {
+/// `all`: every process on the machine, as [`all_processes`] read them.
+fn processes_of(all: &[Stat], pgids: &[Pid], escaped: &[i32]) -> Vec<LeftProcess> {
     if pgids.is_empty() && escaped.is_empty() {
         return Vec::new();
     }
     let me = std::process::id() as i32;
-    let all = all_processes();
     let mut children: HashMap<i32, Vec<&Stat>> = HashMap::new();
-    for p in &all {
+    for p in all {
         children.entry(p.ppid).or_default().push(p);
     }
     let mut included: HashSet<i32> = HashSet::new();
@@ -634,6 +654,7 @@ fn kill_and_reap(processes: &[LeftProcess]) -> Vec<String> {
         }
         // A member forked while the group was being killed gets killed too.
         let alive = processes_of(
+            &all_processes(),
             &groups.iter().map(|&g| Pid::from_raw(g)).collect::<Vec<_>>(),
             &[],
         );
