@@ -348,6 +348,8 @@ fn grade_item(
         seed: opts.seed,
         only: opts.only.clone(),
         shown_path: shown,
+        // The batch's lanes (`--jobs`) keep the cores busy already.
+        test_jobs: 1,
     };
     let report = ctx.grade(
         Submission {

@@ -269,6 +269,11 @@ struct GradeArgs {
     /// more direct ones, where the spec has them.
     #[arg(long, value_name = "N", default_value_t = 1)]
     hint: usize,
+    /// Tests run at once, each in a world of its own (its user,
+    /// namespaces and cgroup; one at a time where the grader is not root)
+    /// [default: the number of cores].
+    #[arg(long, value_name = "N", env = "CARGO_GRADE_JOBS", value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: Option<u32>,
     /// Grade again whenever the crate's sources change (Ctrl-C to stop).
     #[arg(long, conflicts_with_all = ["format", "fail_under"])]
     watch: bool,
@@ -817,6 +822,7 @@ fn grade_one(args: GradeArgs) -> Result<u8, Failure> {
         seed: args.seed,
         only: args.only,
         shown_path,
+        test_jobs: args.jobs.map_or_else(pool::default_jobs, |j| j as usize),
     };
     let ctx = TaskContext::prepare(&course, spec).map_err(|e| e.to_string())?;
     let cancel = Cancel::new();

@@ -509,6 +509,8 @@ pub fn run_task(
             seed: seeds[*s],
             only: Vec::new(),
             shown_path: subject.shown.clone(),
+            // The subjects run `--jobs` at once: that keeps the cores busy.
+            test_jobs: 1,
         };
         ctx.grade(
             Submission {

@@ -33,3 +33,38 @@ fn every_mutant_loses_points_where_its_spec_says() {
     // whole spec at any seed (done at 1 to 10 for issue 10).
     assert_every_mutant_caught_in_its_tests("task3", "task3-shm-counter", 10, &[1]);
 }
+
+#[test]
+fn tests_run_at_once_give_the_report_of_tests_run_one_at_a_time() {
+    // The deadlocking mutant (its tests proved stuck while others run) and
+    // the starter (most tests failing fast): the same tests, in the spec's
+    // order, with the same statuses and scores at any --jobs.
+    let mutant = common::mutants("task3")
+        .into_iter()
+        .find(|m| m.name == "early_return_keeps_lock")
+        .expect("the mutant early_return_keeps_lock");
+    let crate_dir = common::mutant_crate("task3-shm-counter", &mutant);
+    let mutant_path = crate_dir.path().to_str().unwrap().to_owned();
+    let starter = common::course_root().join("starter/task3-shm-counter");
+    for path in [mutant_path.as_str(), starter.to_str().unwrap()] {
+        let verdicts = |jobs: &str| {
+            let (_, report) = common::grade_json(&["task3", "--path", path, "--jobs", jobs]);
+            let tests: Vec<(String, String, u64)> = report["tests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["name"].as_str().unwrap().to_owned(),
+                        t["status"].as_str().unwrap().to_owned(),
+                        t["score"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            (common::score(&report), tests)
+        };
+        let one = verdicts("1");
+        assert!(one.0 .0 < one.0 .1, "{path}: {one:?}");
+        assert_eq!(verdicts("3"), one, "{path}");
+    }
+}

@@ -245,13 +245,19 @@ impl Identity {
     /// An error when the grader is root but no uid can be leased: student
     /// code never falls back to running as root.
     pub fn for_round() -> Result<Option<Lease>, LeaseError> {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0
-            || std::env::var_os("CARGO_GRADE_USER").is_some_and(|v| v == "keep")
-        {
+        if !Identity::rounds_have_own_users() {
             return Ok(None);
         }
         Uids::machine().lease().map(Some)
+    }
+
+    /// Whether rounds run as users of their own ([`Identity::for_round`]
+    /// leases one): the grader is root and `CARGO_GRADE_USER` is not
+    /// `keep`.
+    pub fn rounds_have_own_users() -> bool {
+        // SAFETY: geteuid cannot fail.
+        (unsafe { libc::geteuid() }) == 0
+            && std::env::var_os("CARGO_GRADE_USER").is_none_or(|v| v != "keep")
     }
 
     /// Becomes this user: no supplementary groups, then gid, then uid (real,
