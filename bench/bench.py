@@ -260,7 +260,8 @@ def section_warm(a, fig, ctx):
             tests.append(test_phase_s(rep))
             builds.append(rep["build"]["duration_ms"] / 1000.0)
             cpus.append(r.cpu)
-            pairs.append((r.wall, r.cpu, rep["build"]["duration_ms"] / 1000.0))
+            pairs.append((r.wall, r.cpu, rep["build"]["duration_ms"] / 1000.0,
+                          sum(t["duration_ms"] for t in rep["tests"]) / 1000.0))
             for t in rep["tests"]:
                 ctx["test_times"].setdefault((task, t["name"]), []).append(t["duration_ms"] / 1000.0)
         fig["warm_grade_s"][task] = rnd(median(walls))
@@ -346,19 +347,20 @@ def section_build(a, fig, ctx):
     work_share = {}
     for task, pairs in ctx.get("warm_cpu_wall", {}).items():
         bcpu = ctx["build_cpu_s"].get(task, 0.0)
-        shares = [max(0.0, cpu - bcpu) / max(1e-6, wall - bwall) for wall, cpu, bwall in pairs]
+        shares = [max(0.0, cpu - bcpu) / max(1e-6, tests) for _, cpu, _, tests in pairs]
         work_share[task] = rnd(median(shares), 2)
     if work_share:
         fig["work_share"] = work_share
         fig["waiting_share"] = {t: rnd(max(0.0, 1.0 - s), 2) for t, s in work_share.items()}
         fig["work_share_grade"] = {
-            t: rnd(median([cpu / wall for wall, cpu, _ in pairs]), 2)
+            t: rnd(median([cpu / wall for wall, cpu, _, _ in pairs]), 2)
             for t, pairs in ctx["warm_cpu_wall"].items()}
         fig["methods"]["work_share"] = (
             "per task, median over the warm grades of (CPU time of the grader and every process "
             "it waited for, from wait4's rusage, minus the build's CPU as build_bench measures "
-            "one build of the reference) / (wall time of the grade - the report's "
-            "build.duration_ms), i.e. cpu / (wall * 1 core) of the test phase; waiting_share = "
+            "one build of the reference) / (the sum of the report's tests' duration_ms: the "
+            "test time, as if the tests ran one at a time; `cargo grade` runs them a core's worth "
+            "at once), i.e. cpu / (test time * 1 core); waiting_share = "
             "1 - work_share (time no process of the test used a CPU: deadlines, sleeps, pipes, "
             "or a machine busy with others). work_share_grade: cpu / wall of the whole grade")
 

@@ -2,8 +2,9 @@
 //!
 //! The engine does the grading and says what happens, in order: a
 //! submission is queued, its build starts and ends, each test starts and
-//! ends, the submission is finished (its [`Report`] complete), the batch is
-//! finished. Everything that shows or keeps results is an observer of that
+//! ends (tests that run at once, `cargo grade --jobs`, interleave; the
+//! report keeps the spec's order), the submission is finished (its
+//! [`Report`] complete), the batch is finished. Everything that shows or keeps results is an observer of that
 //! one stream: the human report, the progress display, the batch's files,
 //! the self-check, watch mode. None of them grades, and none re-derives a
 //! verdict: they render what the events carry. (The shape is

@@ -318,7 +318,25 @@ enum CheckFormat {
     Json,
 }
 
+/// Keeps the grader's own memory small however many threads it runs
+/// (capture threads, tests and submissions at once): glibc gives each
+/// thread an arena of its own that keeps what was freed in it, and raises
+/// its threshold for `mmap` as large blocks are freed, so that a flood's
+/// 4 MiB line buffers would stay resident in every arena. One arena, and
+/// large blocks always mapped and unmapped: a task1 grade of a program
+/// that floods 1 GiB in every test peaks at 23 MiB instead of 35 (two tests
+/// at once). Before any thread starts.
+fn compact_malloc() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; no thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    compact_malloc();
     // Cargo calls an installed subcommand as `cargo-grade grade ARGS`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "grade") {
