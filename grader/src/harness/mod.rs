@@ -17,7 +17,7 @@ pub mod process;
 pub mod procfs;
 pub mod sandbox;
 pub mod scratch;
-pub mod stuck;
+pub(crate) mod stuck;
 
 pub use deadline::Deadline;
 pub use identity::Identity;
