@@ -97,11 +97,9 @@ const STUCK_FIRST_LOOK: Duration = Duration::from_millis(100);
 const STUCK_LOOK_EVERY: Duration = Duration::from_millis(40);
 
 /// Looks, between slices of a wait, for two agreeing looks of
-/// [`stuck::look`]: the proof that nothing will ever come.
+/// [`stuck::look`]: the proof that nothing will ever come. Made for every
+/// wait, so it holds no more than times until its first look.
 struct StuckWatch {
-    uid: u32,
-    started: Vec<i32>,
-    pipes: Vec<u64>,
     began: Instant,
     next: Instant,
     last: Option<stuck::Snapshot>,
@@ -113,11 +111,12 @@ impl StuckWatch {
         deadline.min(Deadline::at(self.next))
     }
 
-    /// One more look, when a slice ended: the proof, once two looks in a
-    /// row agree.
-    fn look(&mut self) -> Option<stuck::Snapshot> {
+    /// One more look at the round, when a slice ended: the proof, once two
+    /// looks in a row agree. None while the round cannot be proved stuck
+    /// (`round` is `None`).
+    fn look(&mut self, round: Option<&Passive>) -> Option<stuck::Snapshot> {
         self.next = Instant::now() + STUCK_LOOK_EVERY;
-        let now = stuck::look(self.uid, &self.started, &self.pipes);
+        let now = round.and_then(|r| stuck::look(r.uid, &r.started, &r.pipes));
         match (self.last.take(), now) {
             (Some(before), Some(now)) if before.unchanged(&now) => Some(now),
             (_, now) => {
@@ -126,6 +125,14 @@ impl StuckWatch {
             }
         }
     }
+}
+
+/// A round the grader is passive in, as [`stuck::look`] needs it: its uid,
+/// the processes the test started and the stdin pipes the grader holds.
+struct Passive {
+    uid: u32,
+    started: Vec<i32>,
+    pipes: Vec<u64>,
 }
 
 /// A background fault injection still running: how many of which signal
@@ -748,21 +755,15 @@ impl Scenario<'_> {
         }
     }
 
-    /// A watch for a proof that the round is stuck for good, when one can
-    /// be had: the round has a uid of its own (so all its processes can be
-    /// found) and no background fault is running (the grader is passive).
-    fn stuck_watch(&self) -> Option<StuckWatch> {
-        self.stuck_watch_after(STUCK_FIRST_LOOK)
-    }
-
-    /// [`Scenario::stuck_watch`], its first look after `first`.
-    fn stuck_watch_after(&self, first: Duration) -> Option<StuckWatch> {
+    /// The round as a proof of being stuck needs it, when one can be had:
+    /// the round has a uid of its own (so all its processes can be found)
+    /// and no background fault is running (the grader is passive).
+    fn passive(&self) -> Option<Passive> {
         let uid = self.sandbox.identity()?.uid;
         if self.background.iter().any(|bg| !bg.handle.is_finished()) {
             return None;
         }
-        let now = Instant::now();
-        Some(StuckWatch {
+        Some(Passive {
             uid,
             started: self.processes.iter().map(|p| p.pid().as_raw()).collect(),
             pipes: self
@@ -770,6 +771,16 @@ impl Scenario<'_> {
                 .iter()
                 .filter_map(Program::stdin_pipe)
                 .collect(),
+        })
+    }
+
+    /// A watch for a proof that the round is stuck for good, its first look
+    /// after `first`; none without a uid of the round's own. Cheap: what
+    /// it looks at is read only when it looks.
+    fn stuck_watch(&self, first: Duration) -> Option<StuckWatch> {
+        self.sandbox.identity()?;
+        let now = Instant::now();
+        Some(StuckWatch {
             began: now,
             next: now + first,
             last: None,
@@ -799,14 +810,14 @@ impl Scenario<'_> {
     /// The next line of `stream` by `deadline`, or why none came: stops
     /// early, with the proof, when the round is stuck for good.
     fn next_line(&self, stream: &CapturedStream, deadline: Deadline) -> Result<String, Missing> {
-        let mut watch = self.stuck_watch();
+        let mut watch = self.stuck_watch(STUCK_FIRST_LOOK);
         loop {
             let slice = watch.as_ref().map_or(deadline, |w| w.slice(deadline));
             match stream.next_line(slice) {
                 Ok(line) => return Ok(line),
                 Err(LineWait::Deadline) if !deadline.passed() => {
                     if let Some(w) = watch.as_mut() {
-                        if let Some(proof) = w.look() {
+                        if let Some(proof) = w.look(self.passive().as_ref()) {
                             return Err(Missing::Stuck(self.describe_stuck(&proof, w)));
                         }
                     }
@@ -819,7 +830,7 @@ impl Scenario<'_> {
     /// The exit of the step's process by `deadline` (`Ok(None)`: still
     /// running then), or the proof that it is stuck for good.
     fn wait_exit(&mut self, step: &Step, deadline: Deadline) -> Result<Option<ExitState>, String> {
-        let mut watch = self.stuck_watch();
+        let mut watch = self.stuck_watch(STUCK_FIRST_LOOK);
         loop {
             let slice = watch.as_ref().map_or(deadline, |w| w.slice(deadline));
             if let Some(state) = self.process(step).wait_exit(slice) {
@@ -829,7 +840,7 @@ impl Scenario<'_> {
                 return Ok(None);
             }
             if let Some(w) = watch.as_mut() {
-                if let Some(proof) = w.look() {
+                if let Some(proof) = w.look(self.passive().as_ref()) {
                     return Err(self.describe_stuck(&proof, w));
                 }
             }
@@ -1343,11 +1354,12 @@ impl Scenario<'_> {
         // A round stuck for good stays so through SIGTERM: whatever the
         // signal woke has gone back to sleep, and its SIGKILL comes at once
         // instead of at the end of the grace.
-        let mut watch = self.stuck_watch_after(Duration::ZERO);
+        let mut watch = self.stuck_watch(Duration::ZERO);
+        let round = self.passive();
         let mut settled = || {
             watch
                 .as_mut()
-                .is_some_and(|w| Instant::now() >= w.next && w.look().is_some())
+                .is_some_and(|w| Instant::now() >= w.next && w.look(round.as_ref()).is_some())
         };
         for p in &mut self.processes {
             p.terminate_unless_settled(Duration::from_millis(300), &mut settled);

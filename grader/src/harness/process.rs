@@ -102,9 +102,6 @@ impl ExitState {
     }
 }
 
-/// How often a termination asks whether the group has settled.
-const SETTLED_EVERY: Duration = Duration::from_millis(20);
-
 /// A running (or finished) program under test.
 pub struct Program {
     pub name: String,
@@ -312,34 +309,19 @@ impl Program {
         let _ = killpg(pgid, Signal::SIGTERM);
         // SIGSTOPped members would never act on SIGTERM.
         let _ = killpg(pgid, Signal::SIGCONT);
-        let deadline = Deadline::after(grace);
-        // The main process first, in slices, asking between them.
-        let mut given_up = false;
-        while self
-            .wait_exit(deadline.min(Deadline::after(SETTLED_EVERY)))
-            .is_none()
-            && !deadline.passed()
-        {
-            if settled() {
-                given_up = true;
-                break;
-            }
-        }
-        let emptied = (!given_up).then(|| {
-            poll_until(deadline, || {
-                // Reap group members only once std has reaped the main process,
-                // so that its exit status is not stolen.
-                if self.try_exit().is_some() {
-                    reap_group(pgid);
-                }
+        // `Some(true)`: the group emptied; `Some(false)`: it settled.
+        let ended = poll_until(Deadline::after(grace), || {
+            // Reap group members only once std has reaped the main process,
+            // so that its exit status is not stolen.
+            if self.try_exit().is_some() {
+                reap_group(pgid);
                 if group_is_empty(pgid) {
-                    Some(true)
-                } else {
-                    settled().then_some(false)
+                    return Some(true);
                 }
-            })
+            }
+            settled().then_some(false)
         });
-        if emptied.flatten() != Some(true) {
+        if ended != Some(true) {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
         let state = match self.wait_exit(Deadline::after(Duration::from_secs(5))) {

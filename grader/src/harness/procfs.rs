@@ -6,7 +6,7 @@ use nix::unistd::Pid;
 
 /// The `SigCgt` mask of `/proc/PID/status`: signals with a handler installed.
 pub fn caught_signals(pid: Pid) -> Option<u64> {
-    status_mask(pid, "SigCgt:")
+    status_mask(pid, b"SigCgt:")
 }
 
 /// Whether `signal` is set in a `/proc` signal mask (bit `signo - 1`).
@@ -14,14 +14,8 @@ pub fn mask_has(mask: u64, signal: Signal) -> bool {
     mask & (1u64 << (signal as i32 - 1)) != 0
 }
 
-fn status_mask(pid: Pid, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_mask(&status, key)
-}
-
-fn parse_mask(status: &str, key: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    u64::from_str_radix(line[key.len()..].trim(), 16).ok()
+fn status_mask(pid: Pid, key: &[u8]) -> Option<u64> {
+    status_mask_of(&status(pid.as_raw())?, key)
 }
 
 /// The one-letter state of `/proc/PID/stat` (R, S, D, Z, T, ...).
@@ -305,8 +299,8 @@ mod tests {
 
     #[test]
     fn parses_sigcgt_mask() {
-        let status = "Name:\tx\nSigIgn:\t0000000000001000\nSigCgt:\t0000000000004202\n";
-        let mask = parse_mask(status, "SigCgt:").unwrap();
+        let status = b"Name:\tx\nSigIgn:\t0000000000001000\nSigCgt:\t0000000000004202\n";
+        let mask = status_mask_of(status, b"SigCgt:").unwrap();
         assert!(mask_has(mask, Signal::SIGINT));
         assert!(mask_has(mask, Signal::SIGUSR1));
         assert!(mask_has(mask, Signal::SIGTERM));
