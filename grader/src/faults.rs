@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::harness::cgroup::Census;
 use crate::signals;
 
 /// The RNG of one test: a function of the run's seed and the test's name.
@@ -136,9 +137,10 @@ pub fn describe_cpus(cpus: &[usize], available: usize) -> String {
     }
 }
 
-/// The live processes `leader` forked that are still in its process group.
-pub fn children_of(leader: Pid) -> Vec<Pid> {
-    crate::harness::procfs::group_members(leader)
+/// The live processes `leader` forked that are still in its process group
+/// (found through the round's `census` when it has one).
+pub fn children_of(leader: Pid, census: Option<&Census>) -> Vec<Pid> {
+    crate::harness::procfs::live_group_members(leader, census)
         .into_iter()
         .filter(|(pid, state)| *pid != leader && *state != 'Z')
         .map(|(pid, _)| pid)
@@ -158,15 +160,18 @@ pub fn pick<T: Copy>(items: &[T], rng: &mut fastrand::Rng) -> (usize, T) {
 pub struct Pauses {
     leader: Pid,
     children: bool,
+    census: Option<Census>,
     /// (gap before, hold, seed for the choice of child) per pause.
     plan: Vec<(Duration, Duration, u64)>,
     max_hold: Duration,
 }
 
 impl Pauses {
+    /// `census`: the round's, where the children are looked for.
     pub fn new(
         leader: Pid,
         children: bool,
+        census: Option<Census>,
         count: u32,
         spread: Duration,
         max_hold: Duration,
@@ -184,6 +189,7 @@ impl Pauses {
         Pauses {
             leader,
             children,
+            census,
             plan,
             max_hold,
         }
@@ -212,7 +218,7 @@ impl Pauses {
                 break;
             }
             let target = if self.children {
-                let kids = children_of(self.leader);
+                let kids = children_of(self.leader, self.census.as_ref());
                 if kids.is_empty() {
                     continue;
                 }

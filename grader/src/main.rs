@@ -143,7 +143,8 @@ enum Command {
         /// summary.html, and NAME/report.json and report.txt per submission.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Submissions graded at once [default: the number of cores].
+        /// Submissions graded at once, each running two of its tests at a
+        /// time [default: the number of cores].
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
         /// Keep the results of an earlier run into --out for unchanged

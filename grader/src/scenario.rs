@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::faults::{self, SignalStorm};
+use crate::harness::cgroup::Census;
 use crate::harness::deadline::poll_until;
 use crate::harness::leftovers::{Baseline, Leftovers, Scope};
 use crate::harness::procfs::{self, Syscall};
@@ -116,7 +117,7 @@ impl StuckWatch {
     /// (`round` is `None`).
     fn look(&mut self, round: Option<&Passive>) -> Option<stuck::Snapshot> {
         self.next = Instant::now() + STUCK_LOOK_EVERY;
-        let now = round.and_then(|r| stuck::look(r.uid, &r.started, &r.pipes));
+        let now = round.and_then(|r| stuck::look(r.uid, &r.started, &r.pipes, r.census.as_ref()));
         match (self.last.take(), now) {
             (Some(before), Some(now)) if before.unchanged(&now) => Some(now),
             (_, now) => {
@@ -133,6 +134,7 @@ struct Passive {
     uid: u32,
     started: Vec<i32>,
     pipes: Vec<u64>,
+    census: Option<Census>,
 }
 
 /// A background fault injection still running: how many of which signal
@@ -511,7 +513,7 @@ impl Scenario<'_> {
         );
         opts.sandbox = self.sandbox.join_fds();
         opts.user = self.sandbox.identity();
-        opts.cgroup = self.sandbox.cgroup_fd();
+        opts.cgroups = self.sandbox.cgroup_fds();
         let shown = match peer {
             Some(kind) => {
                 opts.program = self.env.helper.to_owned();
@@ -604,7 +606,7 @@ impl Scenario<'_> {
         );
         opts.sandbox = self.sandbox.join_fds();
         opts.user = self.sandbox.identity();
-        opts.cgroup = self.sandbox.cgroup_fd();
+        opts.cgroups = self.sandbox.cgroup_fds();
         self.actions.push(format!(
             "left a stale {kind} {} behind, as a crashed earlier run would",
             args.join(" ")
@@ -677,7 +679,7 @@ impl Scenario<'_> {
             Target::Process => self.process(step).pid(),
             Target::Child => {
                 let leader = self.process(step).pid();
-                let children = faults::children_of(leader);
+                let children = faults::children_of(leader, self.sandbox.census());
                 if children.is_empty() {
                     return Err(self.ran_out(
                         step,
@@ -765,6 +767,7 @@ impl Scenario<'_> {
         }
         Some(Passive {
             uid,
+            census: self.sandbox.census().cloned(),
             started: self.processes.iter().map(|p| p.pid().as_raw()).collect(),
             pipes: self
                 .processes
@@ -1513,6 +1516,7 @@ impl Scenario<'_> {
         let pauses = faults::Pauses::new(
             leader,
             target == Target::Child,
+            self.sandbox.census().cloned(),
             count,
             Duration::from_millis(spread_ms),
             Duration::from_millis(max_ms),
@@ -1546,7 +1550,7 @@ impl Scenario<'_> {
         let mut streak = 0;
         let mut busy = Vec::new();
         let idle = poll_until(deadline, || {
-            busy = procfs::group_members(leader)
+            busy = procfs::live_group_members(leader, self.sandbox.census())
                 .into_iter()
                 .filter(|(pid, _)| !procfs::idle(*pid))
                 .collect();

@@ -130,6 +130,12 @@ fn leftovers_are_listed_then_removed_and_never_reach_the_host() {
     );
     let leftovers = t["leftovers"].as_array().unwrap();
     assert!(leftovers.len() >= 3, "{leftovers:?}");
+    let zombie = common::test(&report, "fail_zombie_left_behind");
+    let observed = zombie["failure"]["observed"].as_str().unwrap();
+    assert!(
+        observed.contains("zombie process") && observed.contains("(perl)"),
+        "{observed}"
+    );
     assert!(
         report["environment"]["isolation"]
             .as_str()

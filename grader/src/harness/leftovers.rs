@@ -27,6 +27,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::cgroup::Census;
 use super::deadline::{poll_until, Deadline};
 use super::sandbox::{Isolation, Sandbox};
 
@@ -228,15 +229,27 @@ impl Leftovers {
                 .filter(|&g| g != own && g.as_raw() > 1)
                 .collect()
         });
-        let escaped: Vec<i32> = scope
-            .sandbox
-            .identity()
-            .map(|id| id.processes())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, group)| !scope.groups.contains(group))
-            .map(|(pid, _)| pid.as_raw())
-            .collect();
+        // The round's processes, from its census where it can vouch for
+        // all of them; else the user's from a sweep, and a sweep of every
+        // process for the test's groups.
+        let census = scope.sandbox.census().and_then(census_processes);
+        let escaped: Vec<i32> = match &census {
+            Some(round) => round
+                .iter()
+                .filter(|p| p.state != 'Z')
+                .map(|p| (p.pid, p.pgid))
+                .collect::<Vec<_>>(),
+            None => scope
+                .sandbox
+                .user_processes()
+                .into_iter()
+                .map(|(pid, group)| (pid.as_raw(), group.as_raw()))
+                .collect(),
+        }
+        .into_iter()
+        .filter(|&(_, group)| !scope.groups.iter().any(|g| g.as_raw() == group))
+        .map(|(pid, _)| pid)
+        .collect();
         let mut objects = Leftovers {
             processes: Vec::new(),
             fifos,
@@ -251,9 +264,13 @@ impl Leftovers {
         objects.sockets.sort();
         objects.posix_shm.sort();
         objects.posix_sem.sort();
-        let all = (each.iter().any(|g| !g.is_empty()) || !escaped.is_empty())
-            .then(all_processes)
-            .unwrap_or_default();
+        let all = match census {
+            // Every process of the test's groups is the round's.
+            Some(round) => round,
+            None => (each.iter().any(|g| !g.is_empty()) || !escaped.is_empty())
+                .then(all_processes)
+                .unwrap_or_default(),
+        };
         each.map(|pgids| Leftovers {
             processes: processes_of(&all, &pgids, &escaped),
             ..objects.clone()
@@ -538,18 +555,19 @@ struct Stat {
     state: char,
     ppid: i32,
     pgid: i32,
+    threads: u64,
     start_time: u64,
 }
 
 /// Parses `/proc/PID/stat`: `pid (comm) state ppid pgrp session ...` with
-/// start time in field 22. The command name may contain spaces and `)`, so
+/// the number of threads in field 20 and the start time in field 22. The command name may contain spaces and `)`, so
 /// the fields are counted from the last `)`.
 fn parse_stat(text: &str) -> Option<Stat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let pid = text[..open].trim().parse().ok()?;
     let command = text.get(open + 1..close)?.to_owned();
-    // Fields 3.. (state is field 3, start time field 22).
+    // Fields 3.. (state is field 3, threads field 20, start time 22).
     let mut rest = super::procfs::stat_fields(text)?;
     Some(Stat {
         pid,
@@ -557,12 +575,28 @@ fn parse_stat(text: &str) -> Option<Stat> {
         state: rest.next()?.chars().next()?,
         ppid: rest.next()?.parse().ok()?,
         pgid: rest.next()?.parse().ok()?,
-        start_time: rest.nth(16)?.parse().ok()?,
+        threads: rest.nth(14)?.parse().ok()?,
+        start_time: rest.nth(1)?.parse().ok()?,
     })
 }
 
 fn read_stat(pid: i32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process of the round, zombies included, from its census alone (no
+/// sweep of `/proc`): its live members, when their threads add up to the
+/// tasks the census counts, before and after they were read. Zombies are
+/// not members but are counted, so a zombie (or a process that came or went
+/// meanwhile) makes the sums differ: `None` then, and whoever asked sweeps.
+fn census_processes(census: &Census) -> Option<Vec<Stat>> {
+    let before = census.tasks()?;
+    if before == 0 {
+        return Some(Vec::new());
+    }
+    let live: Vec<Stat> = census.live()?.into_iter().filter_map(read_stat).collect();
+    let threads: u64 = live.iter().map(|p| p.threads).sum();
+    (threads == before && census.tasks()? == before).then_some(live)
 }
 
 /// Every process on the machine (that `/proc` shows us).
@@ -734,7 +768,7 @@ mod tests {
 
     #[test]
     fn parses_stat_with_a_hostile_command_name() {
-        let text = "4242 (a) b) (c) S 1 4240 4240 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 4000 100\n";
+        let text = "4242 (a) b) (c) S 1 4240 4240 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 3 0 987654 4000 100\n";
         let stat = parse_stat(text).unwrap();
         assert_eq!(
             stat,
@@ -744,6 +778,7 @@ mod tests {
                 state: 'S',
                 ppid: 1,
                 pgid: 4240,
+                threads: 3,
                 start_time: 987654,
             }
         );

@@ -41,8 +41,8 @@ pub struct SpawnOptions {
     pub limits: Vec<ResourceLimit>,
     /// The user to run as (the grader's own if `None`).
     pub user: Option<Identity>,
-    /// `cgroup.procs` of a cgroup to join, open for writing.
-    pub cgroup: Option<std::os::fd::RawFd>,
+    /// `cgroup.procs` of each cgroup to join, open for writing.
+    pub cgroups: Vec<std::os::fd::RawFd>,
 }
 
 impl SpawnOptions {
@@ -58,7 +58,7 @@ impl SpawnOptions {
             cpus: None,
             limits: Vec::new(),
             user: None,
-            cgroup: None,
+            cgroups: Vec::new(),
         }
     }
 }
@@ -146,7 +146,7 @@ impl Program {
             .map_err(|_| std::io::Error::other("working directory contains a NUL byte"))?;
         let limits = opts.limits.clone();
         let user = opts.user;
-        let cgroup = opts.cgroup;
+        let cgroups = opts.cgroups.clone();
         // SAFETY: a cpu_set_t is plain bits; zeroed is the empty set.
         let mut cpu_set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         let pin = opts.cpus.as_ref().map(|cpus| {
@@ -166,7 +166,7 @@ impl Program {
                 if let Some(fds) = sandbox {
                     super::sandbox::join_in_child(fds, &cwd)?;
                 }
-                if let Some(fd) = cgroup {
+                for &fd in &cgroups {
                     super::cgroup::join_in_child(fd)?;
                 }
                 for limit in &limits {

@@ -56,7 +56,22 @@ pub fn pids() -> Vec<i32> {
 /// The members of process group `pgid` with their states, by pid: the
 /// processes a program forked and that stayed in its group.
 pub fn group_members(pgid: Pid) -> Vec<(Pid, char)> {
-    let mut members: Vec<(Pid, char)> = pids()
+    group_members_among(pgid, pids())
+}
+
+/// The live members of process group `pgid`, by pid: from the round's
+/// census when it has one (no sweep of `/proc`), else from all processes.
+/// Zombies may be left out.
+pub fn live_group_members(pgid: Pid, census: Option<&super::cgroup::Census>) -> Vec<(Pid, char)> {
+    match census.and_then(super::cgroup::Census::live) {
+        Some(live) => group_members_among(pgid, live),
+        None => group_members(pgid),
+    }
+}
+
+/// [`group_members`] among the processes `candidates`.
+fn group_members_among(pgid: Pid, candidates: Vec<i32>) -> Vec<(Pid, char)> {
+    let mut members: Vec<(Pid, char)> = candidates
         .into_iter()
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

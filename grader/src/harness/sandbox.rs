@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
-use super::cgroup::MemoryCgroup;
+use super::cgroup::{Census, MemoryCgroup, PidsCgroup};
 use super::identity::{Identity, Lease};
 
 /// Which isolation a test ran under.
@@ -66,11 +66,18 @@ impl Isolation {
 }
 
 /// Set once a memory cgroup could not be made, with the reason.
-static CGROUP_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+static MEMORY_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+/// Set once a pids cgroup could not be made, with the reason.
+static PIDS_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
-/// The round's memory cgroup, named after its scratch directory (unique).
-fn memory_cgroup(workdir: &Path, limit: u64) -> Result<MemoryCgroup, String> {
-    let mut failed = CGROUP_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+/// A cgroup of the round's, named after its scratch directory (unique), made
+/// by `make`; once one has failed, none is tried again (`failed`).
+fn round_cgroup<T>(
+    failed: &std::sync::Mutex<Option<String>>,
+    workdir: &Path,
+    make: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, String> {
+    let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = failed.as_ref() {
         return Err(why.clone());
     }
@@ -78,7 +85,7 @@ fn memory_cgroup(workdir: &Path, limit: u64) -> Result<MemoryCgroup, String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| format!("cargo-grade-{}", std::process::id()));
-    MemoryCgroup::create(&name, limit).inspect_err(|why| *failed = Some(why.clone()))
+    make(&name).inspect_err(|why| *failed = Some(why.clone()))
 }
 
 /// Set once namespaces have failed, so later tests do not try again.
@@ -171,6 +178,9 @@ pub struct Sandbox {
     hides_course: bool,
     /// The round's memory cgroup, or why there is none.
     memory: Result<MemoryCgroup, String>,
+    /// The round's pids cgroup (its census), when it has a user of its own
+    /// and the cgroup could be made.
+    pids: Option<PidsCgroup>,
 }
 
 impl Sandbox {
@@ -189,6 +199,7 @@ impl Sandbox {
             disk_bytes: 0,
             hides_course: false,
             memory: Err("not asked for".into()),
+            pids: None,
         }
     }
 
@@ -248,7 +259,14 @@ impl Sandbox {
                 fallback(e, lease)
             }
         };
-        sandbox.memory = memory_cgroup(workdir, confinement.memory_bytes);
+        sandbox.memory = round_cgroup(&MEMORY_FAILED, workdir, |name| {
+            MemoryCgroup::create(name, confinement.memory_bytes)
+        });
+        // A census is only needed where the round's processes are found by
+        // their user (none of its own: they are the grader's processes).
+        if identity.is_some() {
+            sandbox.pids = round_cgroup(&PIDS_FAILED, workdir, PidsCgroup::create).ok();
+        }
         sandbox
     }
 
@@ -317,6 +335,7 @@ impl Sandbox {
             disk_bytes: confinement.disk_bytes,
             hides_course: !confinement.hidden.is_empty(),
             memory: Err("not made yet".into()),
+            pids: None,
         })
     }
 
@@ -334,9 +353,36 @@ impl Sandbox {
         self.identity
     }
 
-    /// `cgroup.procs` of the round's memory cgroup, for children to join.
-    pub fn cgroup_fd(&self) -> Option<RawFd> {
-        self.memory.as_ref().ok().map(MemoryCgroup::procs_fd)
+    /// `cgroup.procs` of each of the round's cgroups, for children to join.
+    pub fn cgroup_fds(&self) -> Vec<RawFd> {
+        let memory = self.memory.as_ref().ok().map(MemoryCgroup::procs_fd);
+        memory
+            .into_iter()
+            .chain(self.pids.as_ref().map(PidsCgroup::procs_fd))
+            .collect()
+    }
+
+    /// The census of the round's processes, when it has a user of its own
+    /// and a pids cgroup that every process the round starts joins.
+    pub fn census(&self) -> Option<&Census> {
+        self.pids.as_ref().map(PidsCgroup::census)
+    }
+
+    /// Whether the census says nothing of the round is left, not even a
+    /// zombie: then no sweep of `/proc` can find any of its processes.
+    /// `false` when there is no census or it cannot be read.
+    pub fn is_emptied(&self) -> bool {
+        self.census().and_then(Census::tasks) == Some(0)
+    }
+
+    /// The live processes of the round's user, with their process groups:
+    /// none without a user of its own, and no sweep of `/proc` when the
+    /// census says the round is empty.
+    pub fn user_processes(&self) -> Vec<(nix::unistd::Pid, nix::unistd::Pid)> {
+        match self.identity {
+            Some(id) if !self.is_emptied() => id.processes(),
+            _ => Vec::new(),
+        }
     }
 
     /// What children must join, if anything.
@@ -459,12 +505,15 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         // Whatever of the round's user is still alive dies first, then the
         // namespaces (and their tmpfs mounts) with the holder.
-        if let Some(id) = self.identity {
+        if let Some(id) = self.identity.filter(|_| !self.is_emptied()) {
             id.kill_all(std::time::Duration::from_secs(5));
         }
         if let Some(mut holder) = self.holder.take() {
-            drop(holder.stdin.take());
+            // Killed before its stdin closes: the end of its stdin would
+            // have it sweep /proc for the user's processes, which the
+            // grader has just done.
             let _ = holder.kill();
+            drop(holder.stdin.take());
             let _ = holder.wait();
         }
         // (The holder kills the user's processes itself only when the

@@ -42,6 +42,7 @@
 
 use std::fmt::Write as _;
 
+use super::cgroup::Census;
 use super::procfs;
 
 /// What a thread waits for, in a call only another process, a signal or a
@@ -99,8 +100,15 @@ pub struct Snapshot {
 /// SIGALRM; `None` as soon as one thread or process is not, or cannot be
 /// read. `started`, the processes the test started, are looked at first:
 /// while one of them works, as nearly always, no sweep of the machine's
-/// processes is needed.
-pub fn look(uid: u32, started: &[i32], stdin_pipes: &[u64]) -> Option<Snapshot> {
+/// processes is needed. With the round's `census`, its live processes are
+/// all there is to look at (a zombie neither runs nor wakes anyone);
+/// without, every process on the machine is read for its user.
+pub fn look(
+    uid: u32,
+    started: &[i32],
+    stdin_pipes: &[u64],
+    census: Option<&Census>,
+) -> Option<Snapshot> {
     for &pid in started {
         if let Some(status) = procfs::status(pid) {
             if procfs::uids(&status).is_some_and(|ids| ids[0] == uid) {
@@ -109,7 +117,8 @@ pub fn look(uid: u32, started: &[i32], stdin_pipes: &[u64]) -> Option<Snapshot> 
         }
     }
     let mut threads = Vec::new();
-    for pid in procfs::pids() {
+    let round = census.and_then(Census::live).unwrap_or_else(procfs::pids);
+    for pid in round {
         let Some(status) = procfs::status(pid) else {
             continue;
         };
