@@ -289,8 +289,11 @@ const WITH_VALUE: [&str; 9] = [
 
 /// Cargo's arguments as replayed: diagnostics as JSON with plain rendered
 /// text, only the executable emitted (its path is added per build), no
-/// incremental state, no debug information. Everything else is kept as it
-/// is, in order.
+/// incremental state, no debug information, not even the standard
+/// library's (`strip=debuginfo`: the linker leaves it out, and the binary
+/// every test runs is 0.65 MB instead of 5.5 MB for task3; a panic still
+/// says where it happened, from the code, not from debug information).
+/// Everything else is kept as it is, in order.
 fn replay_args(args: &[String]) -> Result<Vec<String>, String> {
     let mut out = Vec::with_capacity(args.len() + 4);
     let mut it = args.iter();
@@ -337,9 +340,16 @@ fn replay_args(args: &[String]) -> Result<Vec<String>, String> {
         }
     }
     out.extend(
-        ["--emit=link", "-C", "debuginfo=0", "--error-format=json"]
-            .iter()
-            .map(|s| (*s).to_owned()),
+        [
+            "--emit=link",
+            "-C",
+            "debuginfo=0",
+            "-C",
+            "strip=debuginfo",
+            "--error-format=json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
     );
     Ok(out)
 }
@@ -429,6 +439,8 @@ mod tests {
                 "--emit=link",
                 "-C",
                 "debuginfo=0",
+                "-C",
+                "strip=debuginfo",
                 "--error-format=json",
             ])
         );
@@ -471,6 +483,8 @@ mod tests {
                 "--emit=link",
                 "-C",
                 "debuginfo=0",
+                "-C",
+                "strip=debuginfo",
                 "--error-format=json"
             ])
         );
