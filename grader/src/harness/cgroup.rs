@@ -25,6 +25,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::deadline::{poll_until, Deadline};
@@ -32,12 +33,55 @@ use super::deadline::{poll_until, Deadline};
 /// Where cgroup v1 mounts its hierarchies, one per controller.
 const V1_ROOT: &str = "/sys/fs/cgroup";
 
-/// One round's memory cgroup; removed when dropped (after its processes).
-pub struct MemoryCgroup {
-    dir: PathBuf,
-    /// `cgroup.procs`, open for writing: a child writes `0` to it before
-    /// `exec` to move itself in.
+/// A cgroup of the round's under the grader's own, with its `cgroup.procs`
+/// open for writing (a child writes `0` to it before `exec` to move itself
+/// in); removed when dropped (after its processes).
+struct RoundCgroup {
+    dir: Arc<PathBuf>,
     procs: File,
+}
+
+impl RoundCgroup {
+    /// Makes cgroup `name` of `controller`, set up by `setup` (its
+    /// directory) before anyone joins.
+    fn create(
+        controller: &str,
+        name: &str,
+        setup: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<RoundCgroup, String> {
+        let dir = own_dir(controller)?.join(name);
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let made = setup(&dir).and_then(|()| {
+            OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+        });
+        match made {
+            Ok(procs) => Ok(RoundCgroup {
+                dir: Arc::new(dir),
+                procs,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(format!("cannot set up {}: {e}", dir.display()))
+            }
+        }
+    }
+}
+
+impl Drop for RoundCgroup {
+    fn drop(&mut self) {
+        // Its processes are gone by now (the sandbox kills them first); a
+        // dying one may take a moment to leave.
+        poll_until(Deadline::after(Duration::from_secs(2)), || {
+            std::fs::remove_dir(self.dir.as_path()).ok()
+        });
+    }
+}
+
+/// One round's memory cgroup.
+pub struct MemoryCgroup {
+    cgroup: RoundCgroup,
     pub limit: u64,
 }
 
@@ -45,82 +89,48 @@ impl MemoryCgroup {
     /// A new cgroup `name` under the grader's own memory cgroup, limited to
     /// `limit` bytes (swap included, where the kernel accounts it).
     pub fn create(name: &str, limit: u64) -> Result<MemoryCgroup, String> {
-        let dir = own_dir("memory")?.join(name);
-        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let made = (|| {
+        let cgroup = RoundCgroup::create("memory", name, |dir| {
             std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string())?;
             // Where swap is accounted, the same limit on memory + swap
             // (else the round would swap instead of being stopped).
             let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), limit.to_string());
-            OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))
-        })();
-        match made {
-            Ok(procs) => Ok(MemoryCgroup { dir, procs, limit }),
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                Err(format!("cannot set up {}: {e}", dir.display()))
-            }
-        }
+            Ok(())
+        })?;
+        Ok(MemoryCgroup { cgroup, limit })
     }
 
     /// The descriptor a child writes `0` to, to join (see [`join_in_child`]).
     pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+        self.cgroup.procs.as_raw_fd()
     }
 }
 
-impl Drop for MemoryCgroup {
-    fn drop(&mut self) {
-        // Its processes are gone by now (the sandbox kills them first); a
-        // dying one may take a moment to leave.
-        poll_until(Deadline::after(Duration::from_secs(2)), || {
-            std::fs::remove_dir(&self.dir).ok()
-        });
-    }
-}
-
-/// One round's pids cgroup: its census ([`PidsCgroup::tasks`],
-/// [`Census::live`]). Removed when dropped (after its processes).
+/// One round's pids cgroup: its census ([`Census`]).
 pub struct PidsCgroup {
+    cgroup: RoundCgroup,
     census: Census,
-    /// `cgroup.procs`, open for writing: children write `0` to join.
-    procs: File,
 }
 
 /// Where to read a pids cgroup's census: cheap to clone, for the threads
 /// that look at the round (background faults, the stuck watch).
 #[derive(Debug, Clone)]
 pub struct Census {
-    dir: std::sync::Arc<PathBuf>,
+    dir: Arc<PathBuf>,
 }
 
 impl PidsCgroup {
     /// A new pids cgroup `name` under the grader's own.
     pub fn create(name: &str) -> Result<PidsCgroup, String> {
-        let dir = own_dir("pids")?.join(name);
-        std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        match OpenOptions::new()
-            .write(true)
-            .open(dir.join("cgroup.procs"))
-        {
-            Ok(procs) => Ok(PidsCgroup {
-                census: Census {
-                    dir: std::sync::Arc::new(dir),
-                },
-                procs,
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                Err(format!("cannot open {}/cgroup.procs: {e}", dir.display()))
-            }
-        }
+        let cgroup = RoundCgroup::create("pids", name, |_| Ok(()))?;
+        let census = Census {
+            dir: Arc::clone(&cgroup.dir),
+        };
+        Ok(PidsCgroup { cgroup, census })
     }
 
     /// The descriptor a child writes `0` to, to join (see [`join_in_child`]).
     pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+        self.cgroup.procs.as_raw_fd()
     }
 
     pub fn census(&self) -> &Census {
@@ -144,16 +154,6 @@ impl Census {
     pub fn live(&self) -> Option<Vec<i32>> {
         let text = std::fs::read_to_string(self.dir.join("cgroup.procs")).ok()?;
         text.lines().map(|l| l.trim().parse().ok()).collect()
-    }
-}
-
-impl Drop for PidsCgroup {
-    fn drop(&mut self) {
-        // As for the memory cgroup: its processes are gone by now; a dying
-        // one may take a moment to leave.
-        poll_until(Deadline::after(Duration::from_secs(2)), || {
-            std::fs::remove_dir(self.census.dir.as_path()).ok()
-        });
     }
 }
 

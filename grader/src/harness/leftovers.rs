@@ -560,8 +560,9 @@ struct Stat {
 }
 
 /// Parses `/proc/PID/stat`: `pid (comm) state ppid pgrp session ...` with
-/// the number of threads in field 20 and the start time in field 22. The command name may contain spaces and `)`, so
-/// the fields are counted from the last `)`.
+/// the number of threads in field 20 and the start time in field 22. The
+/// command name may contain spaces and `)`, so the fields are counted from
+/// the last `)`.
 fn parse_stat(text: &str) -> Option<Stat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
