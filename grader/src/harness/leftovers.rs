@@ -241,7 +241,9 @@ impl Leftovers {
                 .collect::<Vec<_>>(),
             None => scope
                 .sandbox
-                .user_processes()
+                .identity()
+                .map(|id| id.processes())
+                .unwrap_or_default()
                 .into_iter()
                 .map(|(pid, group)| (pid.as_raw(), group.as_raw()))
                 .collect(),

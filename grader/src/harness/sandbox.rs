@@ -375,16 +375,6 @@ impl Sandbox {
         self.census().and_then(Census::tasks) == Some(0)
     }
 
-    /// The live processes of the round's user, with their process groups:
-    /// none without a user of its own, and no sweep of `/proc` when the
-    /// census says the round is empty.
-    pub fn user_processes(&self) -> Vec<(nix::unistd::Pid, nix::unistd::Pid)> {
-        match self.identity {
-            Some(id) if !self.is_emptied() => id.processes(),
-            _ => Vec::new(),
-        }
-    }
-
     /// What children must join, if anything.
     pub fn join_fds(&self) -> Option<JoinFds> {
         match (&self.ipc, &self.mnt) {
