@@ -25,10 +25,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
+use hmac_sha256::Hash as Sha256;
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{mkdirat, Mode};
-use sha2::{Digest, Sha256};
 
 /// One entry of SUBMISSIONS: a submission to open.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -121,8 +121,7 @@ impl std::fmt::Display for Shard {
 
 /// The shard (1-based, of `n`) of the submission called `name`.
 pub fn shard_of(name: &str, n: u32) -> u32 {
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(name.as_bytes());
+    let hash = hmac_sha256::Hash::hash(name.as_bytes());
     let first = u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
     (first % u64::from(n)) as u32 + 1
 }

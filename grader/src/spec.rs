@@ -42,8 +42,7 @@ pub struct Spec {
 
 /// The SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
+    hmac_sha256::Hash::hash(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
