@@ -30,11 +30,13 @@
 //! this high). Graders scan from a start of their own (a hash of the pid,
 //! the round and the time), so they seldom meet on one file.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
@@ -218,15 +220,51 @@ impl Uids {
     }
 }
 
+/// How old the machine's uids in use may be when a lease consults them.
+///
+/// Reading them means reading every process's `/proc/PID/status` (about
+/// 2.5 ms with a hundred processes, most of a lease's cost), and a batch
+/// starts some thirty rounds a second: one reading serves every lease of
+/// the next half second instead. That is no weaker a check: it is about
+/// processes the grader did not start (the rounds' own are kept apart by
+/// the locks), and one of those that starts just after a check is missed
+/// however fresh the check was. A round whose processes outlived
+/// [`Identity::kill_all`] forgets the reading (see [`forget_uids_in_use`]).
+const IN_USE_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Every uid some process has (real, effective, saved or filesystem), as
+/// read at `read_at`.
+struct UidsInUse {
+    read_at: std::time::Instant,
+    uids: HashSet<u32>,
+}
+
+static UIDS_IN_USE: Mutex<Option<UidsInUse>> = Mutex::new(None);
+
 /// Whether any process (zombies included: they still count against the
 /// user's process limit) has `uid` as its real, effective, saved or
-/// filesystem uid.
+/// filesystem uid, as `/proc` showed at most [`IN_USE_MAX_AGE`] ago.
 fn has_processes(uid: u32) -> bool {
-    procfs::pids().into_iter().any(|pid| {
-        procfs::status(pid)
-            .and_then(|s| procfs::uids(&s))
-            .is_some_and(|ids| ids.contains(&uid))
-    })
+    let mut in_use = UIDS_IN_USE.lock().unwrap_or_else(|p| p.into_inner());
+    if in_use
+        .as_ref()
+        .is_none_or(|r| r.read_at.elapsed() > IN_USE_MAX_AGE)
+    {
+        let read_at = std::time::Instant::now();
+        let uids = procfs::pids()
+            .into_iter()
+            .filter_map(|pid| procfs::uids(&procfs::status(pid)?))
+            .flatten()
+            .collect();
+        *in_use = Some(UidsInUse { read_at, uids });
+    }
+    in_use.as_ref().is_some_and(|r| r.uids.contains(&uid))
+}
+
+/// Drops the last reading of the uids in use: the next lease reads them
+/// afresh.
+fn forget_uids_in_use() {
+    *UIDS_IN_USE.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
 /// SplitMix64's finaliser: spreads nearby inputs far apart.
@@ -301,10 +339,15 @@ impl Identity {
             return 0;
         }
         let deadline = Deadline::after(within);
-        poll_until(deadline, || {
+        let all_dead = poll_until(deadline, || {
             self.kill_pass();
             self.processes().is_empty().then_some(())
         });
+        if all_dead.is_none() {
+            // They may outlive the lease: no reading taken before them
+            // may vouch for this uid.
+            forget_uids_in_use();
+        }
         // The dead whose parents died too were re-parented to the grader (a
         // subreaper): reap them, or a long batch collects zombies.
         for (pid, _, state) in procfs::processes_of_user(self.uid) {
@@ -343,6 +386,7 @@ impl Identity {
 mod tests {
     use std::collections::HashSet;
     use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
 
     use super::*;
@@ -380,6 +424,28 @@ mod tests {
         assert!(matches!(uids.lease(), Err(LeaseError::Exhausted { .. })));
         drop(first);
         assert_eq!(uids.lease().unwrap().identity().uid, TEST_FIRST + 5000);
+    }
+
+    #[test]
+    fn a_process_started_after_a_reading_of_the_uids_is_seen_once_it_is_forgotten() {
+        let uid = TEST_FIRST + 7000;
+        assert!(!has_processes(uid), "nothing runs as {uid} yet");
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // only root can start a process as another user
+        }
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .uid(uid)
+            .gid(uid)
+            .spawn()
+            .unwrap();
+        forget_uids_in_use();
+        let seen = has_processes(uid);
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        assert!(seen, "a fresh reading sees the process running as {uid}");
     }
 
     #[test]
