@@ -27,8 +27,9 @@
 //! [`super::sandbox`]): the uid of a killed grader stays taken until its
 //! holder has killed every process of it. Before a uid is used, no process
 //! may be running as it (a leftover of anything else that picked numbers
-//! this high). Graders scan from a start of their own (a hash of the pid,
-//! the round and the time), so they seldom meet on one file.
+//! this high), as `/proc` showed at most half a second before. Graders
+//! scan from a start of their own (a hash of the pid, the round and the
+//! time), so they seldom meet on one file.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -55,7 +56,7 @@ const UID_COUNT: u32 = 0x0fff_ffff;
 const LOCK_DIR: &str = "/run/cargo-grade/uids";
 
 /// How many uids one lease looks at before it gives up (each look costs a
-/// file and, when free, a scan of `/proc`).
+/// file and, when free, a look at the uids in use).
 const MAX_LOOKS: u32 = 4096;
 
 /// Leases taken by this process, for starting points of their own.
@@ -224,7 +225,7 @@ impl Uids {
 ///
 /// Reading them means reading every process's `/proc/PID/status` (about
 /// 2.5 ms with a hundred processes, most of a lease's cost), and a batch
-/// starts some thirty rounds a second: one reading serves every lease of
+/// starts about forty rounds a second: one reading serves every lease of
 /// the next half second instead. That is no weaker a check: it is about
 /// processes the grader did not start (the rounds' own are kept apart by
 /// the locks), and one of those that starts just after a check is missed
