@@ -18,6 +18,7 @@ Python 3.11 standard library only. Run through bench/run (from anywhere).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -222,6 +223,20 @@ def grade(task: str, path: Path, *extra, env=None) -> tuple[Run, dict]:
     return r, json.loads(r.out)
 
 
+@contextlib.contextmanager
+def changed_reference(task: str, mark: str):
+    """A copy of TASK's reference with a line of its own: changed sources, so
+    the build runs (the build cache gives unchanged sources their binary).
+    Removed afterwards."""
+    slug = slug_of(task)
+    changed = copy_crate(ROOT / "solutions" / slug, Path(tempfile.mkdtemp(prefix="bench-warm-")) / slug,
+                         mark=f"{mark} {time.time_ns()}")
+    try:
+        yield changed
+    finally:
+        shutil.rmtree(changed.parent, ignore_errors=True)
+
+
 def test_phase_s(report: dict) -> float:
     return (report["duration_ms"] - report["build"]["duration_ms"]) / 1000.0
 
@@ -247,13 +262,9 @@ def section_warm(a, fig, ctx):
                 # The bare compiler of the same crate, right before each grade,
                 # so that both see the same load.
                 ctx.setdefault("own_compile", []).append(bare_rustc("task3"))
-            # A copy with a line of its own: changed sources, so the build
-            # runs (the build cache gives unchanged sources their binary).
-            changed = copy_crate(ref, Path(tempfile.mkdtemp(prefix="bench-warm-")) / slug,
-                                 mark=f"warm {i} {time.time_ns()}")
-            r, rep = grade(task, changed)
-            regrades.append(grade(task, changed)[0].wall)
-            shutil.rmtree(changed.parent, ignore_errors=True)
+            with changed_reference(task, f"warm {i}") as changed:
+                r, rep = grade(task, changed)
+                regrades.append(grade(task, changed)[0].wall)
             if rep["score"] != rep["max_score"]:
                 notes.append(f"{task} reference scored {rep['score']}/{rep['max_score']}")
             walls.append(r.wall)
@@ -446,15 +457,10 @@ def make_class(dest: Path) -> dict[str, str]:
     return kinds
 
 
-def warm_task3_once(i: int) -> float:
+def warm_task3_once(mark: str) -> float:
     """One warm grade of the task3 reference, sources changed (as section_warm)."""
-    slug = slug_of("task3")
-    changed = copy_crate(ROOT / "solutions" / slug, Path(tempfile.mkdtemp(prefix="bench-warm-")) / slug,
-                         mark=f"alongside {i} {time.time_ns()}")
-    try:
+    with changed_reference("task3", mark) as changed:
         return grade("task3", changed)[0].wall
-    finally:
-        shutil.rmtree(changed.parent, ignore_errors=True)
 
 
 def section_batch(a, fig, ctx):
@@ -463,29 +469,30 @@ def section_batch(a, fig, ctx):
     # warm task3 grades, and the target compares the two measured in the
     # same minutes (warm_task3_alongside_s), as well as the warm section's.
     rounds = 1 if a.quick else 3
-    walls, cpus, hwms, warm = [], [], [], []
+    walls, cpus, hwms, warm, fulls = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         subs = Path(tmp) / "submissions"
         kinds = make_class(subs)
         ctx["class_kinds"] = kinds
         n = len(kinds)
         for k in range(rounds):
-            warm += [warm_task3_once(3 * k + j) for j in range(3)]
+            warm += [warm_task3_once(f"alongside {3 * k + j}") for j in range(3)]
             out = Path(tmp) / f"out-{k}"
             r = must(run([GRADER, "batch", "task3", subs, "--out", out, "--jobs", 2, "--color", "never"],
                          poll_hwm=True), "batch task3")
             reports = {p.stem: json.loads(p.read_text()) for p in (out / ".results").glob("*.json")}
             walls.append(r.wall)
             cpus.append(r.cpu)
+            refs = [rep for name, rep in reports.items() if kinds.get(name) == "reference"]
+            fulls.append(sum(1 for rep in refs if rep["score"] == rep["max_score"]))
             hwms.append(max([r.own_hwm_kib] + [rep["environment"].get("grader_peak_rss_kib", 0)
                                                 for rep in reports.values()]))
             log(f"  batch {k + 1}/{rounds}: {r.wall:.1f} s for {n} ({r.wall / n:.3f} s each), "
                 f"warm task3 just before {median(warm[-3:]):.3f} s")
-        warm += [warm_task3_once(3 * rounds + j) for j in range(3)]
+        warm += [warm_task3_once(f"alongside {3 * rounds + j}") for j in range(3)]
         ctx["batch_reports"] = reports
     peak = max(hwms)
-    refs = [rep for name, rep in reports.items() if kinds.get(name) == "reference"]
-    full = sum(1 for rep in refs if rep["score"] == rep["max_score"])
+    full = min(fulls)  # the worst run's
     wall = median(walls)
     fig["batch_per_submission_s"] = rnd(wall / n)
     fig["batch_grader_peak_rss_mib"] = rnd(peak / MIB, 1)
@@ -754,7 +761,7 @@ def targets(fig) -> list[tuple[str, object, str, bool | None]]:
         None if bp is None or w3 is None else bp <= 0.6 * w3)
     w3s = (fig.get("warm_grade_s") or {}).get("task3")
     if bp is not None and w3s:
-        row("  (against warm_grade_s task3)", bp, f"<= 0.6 x {w3s} = {0.6 * w3s:.3f} s", None)
+        row(f"  (0.6 x warm_grade_s task3 = {0.6 * w3s:.3f} s)", bp, "", None)
     row("naive_per_submission_s", fig.get("naive_per_submission_s"), "", None)
     ratio = fig.get("batch_vs_naive_ratio")
     row("batch_vs_naive_ratio (naive / batch)", ratio, ">= 5", ratio is not None and ratio >= 5)
