@@ -192,7 +192,7 @@ pub fn remove_stale() -> usize {
 /// is open as `fd`.
 ///
 /// # Safety
-/// For `pre_exec` only: a raw system call.
+/// For a child before `exec` only (a set-up of `spawn`, a `pre_exec`): a raw system call.
 pub unsafe fn join_in_child(fd: RawFd) -> std::io::Result<()> {
     if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
         Ok(())

@@ -303,7 +303,8 @@ impl Identity {
     /// effective and saved alike, so nothing can be regained).
     ///
     /// # Safety
-    /// For a forked child before `exec` (or `_exit`): raw system calls only.
+    /// For a child before `exec` (or `_exit`), forked or started by
+    /// `spawn`: raw system calls only.
     pub unsafe fn become_in_child(self) -> std::io::Result<()> {
         let check = |rc: libc::c_int| {
             if rc == 0 {
@@ -312,9 +313,28 @@ impl Identity {
                 Err(std::io::Error::last_os_error())
             }
         };
-        check(libc::setgroups(0, std::ptr::null()))?;
-        check(libc::setresgid(self.gid, self.gid, self.gid))?;
-        check(libc::setresuid(self.uid, self.uid, self.uid))
+        // Raw system calls, not glibc's wrappers: those apply a change of
+        // user to every thread of the process they think they are in, and a
+        // child started by `spawn` runs on the grader's memory, where glibc
+        // sees the grader's threads.
+        let sys = |rc: libc::c_long| check(if rc == 0 { 0 } else { -1 });
+        sys(libc::syscall(
+            libc::SYS_setgroups,
+            0,
+            std::ptr::null::<libc::gid_t>(),
+        ))?;
+        sys(libc::syscall(
+            libc::SYS_setresgid,
+            self.gid,
+            self.gid,
+            self.gid,
+        ))?;
+        sys(libc::syscall(
+            libc::SYS_setresuid,
+            self.uid,
+            self.uid,
+            self.uid,
+        ))
     }
 
     /// Live processes of this user (not zombies), with their process groups.
@@ -361,18 +381,16 @@ impl Identity {
 
     fn kill_pass(self) {
         // SAFETY: the child makes raw system calls only (setgroups, setresgid,
-        // setresuid, kill, _exit), all async-signal-safe.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => unsafe {
-                let code = match self.become_in_child() {
-                    Ok(()) if libc::kill(-1, libc::SIGKILL) == 0 => 0,
-                    _ => 1,
-                };
-                libc::_exit(code);
-            },
-            Ok(nix::unistd::ForkResult::Parent { child }) => {
-                let _ = waitpid(child, None);
+        // setresuid, kill), on the grader's memory (see `run_in_child`).
+        let pass = || unsafe {
+            match self.become_in_child() {
+                Ok(()) if libc::kill(-1, libc::SIGKILL) == 0 => 0,
+                _ => 1,
             }
+        };
+        // SAFETY: as above.
+        match unsafe { super::spawn::run_in_child(&pass) } {
+            Ok(_) => {}
             Err(_) => {
                 // No fork (the machine is out of processes): one by one.
                 for (pid, _) in self.processes() {

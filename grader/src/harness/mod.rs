@@ -17,6 +17,7 @@ pub mod process;
 pub mod procfs;
 pub mod sandbox;
 pub mod scratch;
+pub(crate) mod spawn;
 pub(crate) mod stuck;
 
 pub use deadline::Deadline;

@@ -4,9 +4,9 @@
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, ExitStatus};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,13 +15,13 @@ use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
-use wait_timeout::ChildExt;
 
 use super::deadline::{poll_until, Deadline};
 use super::identity::Identity;
 use super::limits::ResourceLimit;
 use super::output::CapturedStream;
 use super::sandbox::JoinFds;
+use super::spawn::{Child, Spawn, Stdio as SpawnStdio};
 
 /// How to start a program.
 #[derive(Debug, Clone)]
@@ -129,18 +129,26 @@ fn base_env(workdir: &Path) -> Vec<(String, String)> {
 
 impl Program {
     pub fn spawn(name: &str, opts: &SpawnOptions) -> std::io::Result<Program> {
-        let mut cmd = Command::new(&opts.program);
-        cmd.args(&opts.args)
-            .current_dir(&opts.workdir)
-            .env_clear()
-            .envs(base_env(&opts.workdir))
-            .envs(opts.env.iter().cloned())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let env: Vec<(String, String)> = base_env(&opts.workdir)
+            .into_iter()
+            .chain(opts.env.iter().cloned())
+            .collect();
+        // The child's PATH (the last one set wins, as in the environment).
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or(String::new(), |(_, v)| v.clone());
+        let mut cmd = Spawn::new(&opts.program, std::ffi::OsStr::new(&path))?;
+        for arg in &opts.args {
+            cmd.arg(arg)?;
+        }
+        cmd.current_dir(&opts.workdir)?
+            .env(env.iter().map(|(k, v)| (k, v)))?
+            .stdio(SpawnStdio::Piped, SpawnStdio::Piped, SpawnStdio::Piped)
             // Its own process group: signals and the final kill reach every
             // process it forks, and terminal Ctrl-C does not reach it.
-            .process_group(0);
+            .process_group();
         let sandbox = opts.sandbox;
         let cwd = std::ffi::CString::new(opts.workdir.as_os_str().as_bytes())
             .map_err(|_| std::io::Error::other("working directory contains a NUL byte"))?;
@@ -157,12 +165,12 @@ impl Program {
                 }
             }
         });
-        // SAFETY: the closure runs in the forked child before exec and only
-        // makes async-signal-safe system calls (prctl, sigprocmask, signal,
-        // setns, chdir, setrlimit, sched_setaffinity, setgroups, setresgid,
-        // setresuid) on data prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
+        // SAFETY: the closure runs in the child before exec, on the grader's
+        // memory (see `spawn`), and only makes raw system calls (prctl,
+        // sigprocmask, signal, setns, chdir, setrlimit, sched_setaffinity,
+        // setgroups, setresgid, setresuid) on data prepared before it.
+        let setup = || -> std::io::Result<()> {
+            unsafe {
                 if let Some(fds) = sandbox {
                     super::sandbox::join_in_child(fds, &cwd)?;
                 }
@@ -203,9 +211,10 @@ impl Program {
                     libc::signal(sig, libc::SIG_DFL);
                 }
                 Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
+            }
+        };
+        // SAFETY: as above.
+        let mut child = unsafe { cmd.spawn(&setup)? };
         let pid = Pid::from_raw(child.id() as i32);
         let (stdout, h1) = CapturedStream::spawn(
             child.stdout.take().expect("piped stdout"),

@@ -32,15 +32,15 @@ use std::fs::File;
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
 use super::cgroup::{Census, MemoryCgroup, PidsCgroup};
 use super::identity::{Identity, Lease};
+use super::spawn::{Child, Spawn, Stdio as SpawnStdio};
 
 /// Which isolation a test ran under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,32 +108,39 @@ pub struct Confinement {
     pub memory_bytes: u64,
 }
 
-/// `cargo-grade peer hold [UID]`, with a pipe on stdin that only the grader
-/// holds (see [`hold`]). The holder inherits the uid's lease: if the grader
-/// is killed, the uid stays taken until the holder has killed every process
-/// of it and exited.
-fn holder_command(helper: &Path, lease: Option<&Lease>) -> Command {
-    let mut cmd = Command::new(helper);
-    cmd.args(["peer", "hold"])
-        .args(lease.map(|l| l.identity().uid.to_string()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0);
-    if let Some(fd) = lease.map(|l| l.lock_fd().as_raw_fd()) {
-        // SAFETY: fcntl on a descriptor of the forked child, before exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                check(if flags < 0 {
-                    -1
-                } else {
-                    libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
-                })
-            });
-        }
+/// Starts `cargo-grade peer hold [UID]`, with a pipe on stdin that only
+/// the grader holds (see [`hold`]); `setup` runs in it before `exec`. The
+/// holder inherits the uid's lease: if the grader is killed, the uid stays
+/// taken until the holder has killed every process of it and exited.
+///
+/// # Safety
+/// As [`Spawn::spawn`]: `setup` makes raw system calls only.
+unsafe fn spawn_holder(
+    helper: &Path,
+    lease: Option<&Lease>,
+    setup: &dyn Fn() -> std::io::Result<()>,
+) -> std::io::Result<Child> {
+    let mut cmd = Spawn::new(helper, std::ffi::OsStr::new(""))?;
+    cmd.arg("peer")?.arg("hold")?;
+    if let Some(lease) = lease {
+        cmd.arg(lease.identity().uid.to_string())?;
     }
-    cmd
+    cmd.stdio(SpawnStdio::Piped, SpawnStdio::Piped, SpawnStdio::Null)
+        .process_group();
+    let lock = lease.map(|l| l.lock_fd().as_raw_fd());
+    // The lease's lock stays open across exec, in the holder.
+    let inherit_lock_then_setup = || {
+        if let Some(fd) = lock {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            check(if flags < 0 {
+                -1
+            } else {
+                libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC)
+            })?;
+        }
+        setup()
+    };
+    cmd.spawn(&inherit_lock_then_setup)
 }
 
 /// Waits for the holder's `ready` (it prints it once it runs, after exec,
@@ -225,8 +232,8 @@ impl Sandbox {
                 let _ = std::os::unix::fs::chown(workdir, Some(id.uid), Some(id.gid));
                 // No namespaces to hold, but the holder still outlives a
                 // killed grader to kill the round's user.
-                s.holder = holder_command(helper, lease.as_ref())
-                    .spawn()
+                // SAFETY: no set-up at all.
+                s.holder = unsafe { spawn_holder(helper, lease.as_ref(), &|| Ok(())) }
                     .ok()
                     .and_then(|h| await_ready(h).ok());
             }
@@ -279,26 +286,23 @@ impl Sandbox {
     ) -> Result<Sandbox, String> {
         let identity = lease.map(Lease::identity);
         let plan = MountPlan::new(confinement, workdir, identity)?;
-        let mut cmd = holder_command(helper, lease);
         let mut flags = libc::CLONE_NEWIPC | libc::CLONE_NEWNS;
         if with_net {
             flags |= libc::CLONE_NEWNET;
         }
-        // SAFETY: runs in the forked child before exec; it makes raw system
-        // calls (prctl, unshare, mount, mkdir, socket, ioctl) on data
-        // prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                check(libc::unshare(flags))?;
-                plan.apply()?;
-                if with_net {
-                    loopback_up()?;
-                }
-                Ok(())
-            });
-        }
-        let holder = cmd
-            .spawn()
+        // SAFETY: runs in the child before exec, on the grader's memory
+        // (see `spawn`); it makes raw system calls (unshare, mount, mkdir,
+        // socket, ioctl) on data prepared before it.
+        let enter = || unsafe {
+            check(libc::unshare(flags))?;
+            plan.apply()?;
+            if with_net {
+                loopback_up()?;
+            }
+            Ok(())
+        };
+        // SAFETY: as above.
+        let holder = unsafe { spawn_holder(helper, lease, &enter) }
             .map_err(|e| format!("cannot create IPC and mount namespaces: {e}"))?;
         let mut holder = await_ready(holder)?;
         let pid = holder.id();
@@ -515,7 +519,7 @@ impl Drop for Sandbox {
 /// nothing mounted in it propagates back to the host.
 ///
 /// # Safety
-/// For `pre_exec` only: a raw system call.
+/// For a child before `exec` only (a set-up of `spawn`, a `pre_exec`): a raw system call.
 pub(crate) unsafe fn make_mounts_private() -> std::io::Result<()> {
     check(libc::mount(
         std::ptr::null(),
@@ -531,7 +535,7 @@ pub(crate) unsafe fn make_mounts_private() -> std::io::Result<()> {
 /// (under a private `/tmp`, say) is out of sight already.
 ///
 /// # Safety
-/// For `pre_exec` only: a raw system call.
+/// For a child before `exec` only (a set-up of `spawn`, a `pre_exec`): a raw system call.
 pub(crate) unsafe fn cover(dir: &std::ffi::CStr) -> std::io::Result<()> {
     let covered = check(libc::mount(
         c"tmpfs".as_ptr(),
@@ -559,7 +563,7 @@ fn cstring(path: &Path) -> Result<CString, String> {
         .map_err(|_| format!("{} contains a NUL byte", path.display()))
 }
 
-/// Every mount of a round's namespace, prepared before the fork so that the
+/// Every mount of a round's namespace, prepared before the spawn so that the
 /// child only makes system calls.
 struct MountPlan {
     /// tmpfs mounts: target and options.
@@ -629,7 +633,7 @@ impl MountPlan {
     /// Makes the mounts, in the child, in its new mount namespace.
     ///
     /// # Safety
-    /// For `pre_exec` only: raw system calls on prepared data.
+    /// For a child before `exec` only (a set-up of `spawn`): raw system calls on prepared data.
     unsafe fn apply(&self) -> std::io::Result<()> {
         let nodev = libc::MS_NOSUID | libc::MS_NODEV;
         make_mounts_private()?;
@@ -673,7 +677,7 @@ fn ancestors(path: &Path) -> Result<Vec<CString>, String> {
 /// A fresh, writable tmpfs at `target` (no devices, no set-uid).
 ///
 /// # Safety
-/// For `pre_exec` only: a raw system call.
+/// For a child before `exec` only (a set-up of `spawn`, a `pre_exec`): a raw system call.
 unsafe fn mount_tmpfs(target: &std::ffi::CStr, options: &std::ffi::CStr) -> std::io::Result<()> {
     check(libc::mount(
         c"tmpfs".as_ptr(),
@@ -687,7 +691,7 @@ unsafe fn mount_tmpfs(target: &std::ffi::CStr, options: &std::ffi::CStr) -> std:
 /// A mount that moves or binds `source` (empty for a remount) at `target`.
 ///
 /// # Safety
-/// For `pre_exec` only: a raw system call.
+/// For a child before `exec` only (a set-up of `spawn`, a `pre_exec`): a raw system call.
 unsafe fn move_mount(
     source: &std::ffi::CStr,
     target: &std::ffi::CStr,
@@ -740,11 +744,11 @@ unsafe fn loopback_up() -> std::io::Result<()> {
     result
 }
 
-/// Joins the sandbox from a forked child before `exec`, then returns to
+/// Joins the sandbox from a child before `exec`, then returns to
 /// `cwd` (joining a mount namespace moves the caller to its root).
 ///
 /// # Safety
-/// Only for `pre_exec`: makes raw, async-signal-safe system calls.
+/// Only for a child before `exec` (a set-up of `spawn`): raw system calls.
 pub unsafe fn join_in_child(fds: JoinFds, cwd: &std::ffi::CStr) -> std::io::Result<()> {
     let net = fds.net.map(|fd| (fd, libc::CLONE_NEWNET));
     for (fd, kind) in [(fds.ipc, libc::CLONE_NEWIPC), (fds.mnt, libc::CLONE_NEWNS)]
