@@ -4,11 +4,14 @@
 //! every process a test starts has one (namespaces, cgroups, limits, the
 //! round's user). A fork copies the grader's page tables, the child's
 //! `execve` then tears the copy down again, and every page the grader
-//! writes afterwards takes a copy-on-write fault: measured over a
-//! 40-submission batch, about a third of the grader's own CPU, more than
-//! the tests' peers spend working.
+//! writes afterwards takes a copy-on-write fault: measured (perf) over a
+//! 40-submission task3 batch, about a third of the grader process's CPU,
+//! 7% of the whole batch's. (The build's jail still forks through std: one
+//! process per build, whose child forks again for a PID namespace.)
 //!
-//! So the grader starts these processes the way `posix_spawn` does:
+//! `posix_spawn` itself (`nix::spawn`) takes no code to run in the child,
+//! and these need some (joining namespaces and cgroups, limits, the change
+//! of user). So the grader starts them the way `posix_spawn` does inside:
 //! `clone(CLONE_VM | CLONE_VFORK)`, a child that borrows the grader's memory
 //! on a stack of its own while the spawning thread waits for its `execve`.
 //! Nothing is copied. The price is what the child may do before `execve`:
