@@ -54,6 +54,40 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().strip()
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, idle) jiffies of every CPU since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+SETTLE_WINDOW_S = 0.2
+SETTLE_BUSY = 0.15
+SETTLE_WITHIN_S = 10.0
+SETTLED = {"waits": 0, "waited_s": 0.0, "ran_out": 0}
+
+
+def settle() -> None:
+    """Waits (up to SETTLE_WITHIN_S) until the CPUs are quiet: a window of
+    SETTLE_WINDOW_S in which less than SETTLE_BUSY of them was busy: no
+    figure is taken while work the previous one started (or a neighbour's)
+    still runs. Each window is a measurement; the wait ends on the condition or the
+    deadline, and SETTLED counts both."""
+    start = time.monotonic()
+    before = cpu_ticks()
+    while True:
+        time.sleep(SETTLE_WINDOW_S)
+        after = cpu_ticks()
+        total, idle = after[0] - before[0], after[1] - before[1]
+        before = after
+        if total > 0 and 1 - idle / total < SETTLE_BUSY:
+            break
+        if time.monotonic() - start > SETTLE_WITHIN_S:
+            SETTLED["ran_out"] += 1
+            break
+    SETTLED["waits"] += 1
+    SETTLED["waited_s"] += time.monotonic() - start
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -263,6 +297,7 @@ def section_warm(a, fig, ctx):
                 # so that both see the same load.
                 ctx.setdefault("own_compile", []).append(bare_rustc("task3"))
             with changed_reference(task, f"warm {i}") as changed:
+                settle()
                 r, rep = grade(task, changed)
                 regrades.append(grade(task, changed)[0].wall)
             if rep["score"] != rep["max_score"]:
@@ -460,6 +495,7 @@ def make_class(dest: Path) -> dict[str, str]:
 def warm_task3_once(mark: str) -> float:
     """One warm grade of the task3 reference, sources changed (as section_warm)."""
     with changed_reference("task3", mark) as changed:
+        settle()
         return grade("task3", changed)[0].wall
 
 
@@ -478,6 +514,7 @@ def section_batch(a, fig, ctx):
         for k in range(rounds):
             warm += [warm_task3_once(f"alongside {3 * k + j}") for j in range(3)]
             out = Path(tmp) / f"out-{k}"
+            settle()
             r = must(run([GRADER, "batch", "task3", subs, "--out", out, "--jobs", 2, "--color", "never"],
                          poll_hwm=True), "batch task3")
             reports = {p.stem: json.loads(p.read_text()) for p in (out / ".results").glob("*.json")}
@@ -860,6 +897,17 @@ def main() -> int:
             log(f"  {name} failed: {e}")
         fig["sections"][name] = {"s": rnd(time.monotonic() - start, 1), "loadavg_before": la}
     fig["machine"]["loadavg_end"] = loadavg()
+    fig["settle"] = {"waits": SETTLED["waits"], "waited_s": rnd(SETTLED["waited_s"], 1),
+                     "ran_out": SETTLED["ran_out"], "busy_below": SETTLE_BUSY,
+                     "window_s": SETTLE_WINDOW_S, "within_s": SETTLE_WITHIN_S}
+    fig["methods"]["settle"] = (
+        "before each warm grade and each batch run, the harness waits until a window of "
+        f"{SETTLE_WINDOW_S} s has less than {SETTLE_BUSY:.0%} of the CPUs busy (at most "
+        f"{SETTLE_WITHIN_S:.0f} s; ran_out counts the waits that hit that bound), so that no "
+        "figure is taken while work the previous one started still runs")
+    if SETTLED["ran_out"]:
+        fig["notes"].append(f"{SETTLED['ran_out']} of {SETTLED['waits']} waits for quiet CPUs "
+                            f"ran out after {SETTLE_WITHIN_S:.0f} s: those figures were taken under load")
     fig["targets"] = [{"figure": n, "value": v, "target": t, "pass": ok} for n, v, t, ok in targets(fig)]
     print_table(fig)
     if json_path:

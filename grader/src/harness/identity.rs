@@ -306,35 +306,25 @@ impl Identity {
     /// For a child before `exec` (or `_exit`), forked or started by
     /// `spawn`: raw system calls only.
     pub unsafe fn become_in_child(self) -> std::io::Result<()> {
-        let check = |rc: libc::c_int| {
+        // Raw system calls, not glibc's wrappers: those apply a change of
+        // user to every thread of the process they think they are in, and a
+        // child started by `spawn` runs on the grader's memory, where glibc
+        // sees the grader's threads.
+        let check = |rc: libc::c_long| {
             if rc == 0 {
                 Ok(())
             } else {
                 Err(std::io::Error::last_os_error())
             }
         };
-        // Raw system calls, not glibc's wrappers: those apply a change of
-        // user to every thread of the process they think they are in, and a
-        // child started by `spawn` runs on the grader's memory, where glibc
-        // sees the grader's threads.
-        let sys = |rc: libc::c_long| check(if rc == 0 { 0 } else { -1 });
-        sys(libc::syscall(
+        let (uid, gid) = (self.uid, self.gid);
+        check(libc::syscall(
             libc::SYS_setgroups,
             0,
             std::ptr::null::<libc::gid_t>(),
         ))?;
-        sys(libc::syscall(
-            libc::SYS_setresgid,
-            self.gid,
-            self.gid,
-            self.gid,
-        ))?;
-        sys(libc::syscall(
-            libc::SYS_setresuid,
-            self.uid,
-            self.uid,
-            self.uid,
-        ))
+        check(libc::syscall(libc::SYS_setresgid, gid, gid, gid))?;
+        check(libc::syscall(libc::SYS_setresuid, uid, uid, uid))
     }
 
     /// Live processes of this user (not zombies), with their process groups.
