@@ -578,6 +578,12 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    fn read_all(stream: Option<impl Read>) -> String {
+        let mut text = String::new();
+        stream.unwrap().read_to_string(&mut text).unwrap();
+        text
+    }
+
     fn sh(script: &str) -> Spawn {
         let mut s = Spawn::new(Path::new("sh"), OsStr::new("/nonexistent:/bin")).unwrap();
         s.arg("-c").unwrap().arg(script).unwrap();
@@ -590,20 +596,8 @@ mod tests {
         s.stdio(Stdio::Piped, Stdio::Piped, Stdio::Piped);
         let mut child = unsafe { s.spawn(&|| Ok(())) }.unwrap();
         child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let out = read_all(child.stdout.take());
+        let err = read_all(child.stderr.take());
         let status = child.wait().unwrap();
         assert_eq!(
             (out.as_str(), err.as_str(), status.code()),
@@ -626,13 +620,7 @@ mod tests {
         .process_group()
         .stdio(Stdio::Null, Stdio::Piped, Stdio::Inherit);
         let mut child = unsafe { s.spawn(&|| Ok(())) }.unwrap();
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
+        let out = read_all(child.stdout.take());
         child.wait().unwrap();
         let words: Vec<&str> = out.split_whitespace().collect();
         let cwd = dir.path().canonicalize().unwrap();
