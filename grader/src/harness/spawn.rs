@@ -173,7 +173,6 @@ impl Spawn {
                 .chain(std::iter::once(std::ptr::null()))
                 .collect()
         });
-        let stack = Stack::new()?;
         let args = ChildArgs {
             program: self.program.as_ptr(),
             argv: argv.as_ptr(),
@@ -184,24 +183,12 @@ impl Spawn {
             setup,
             error: AtomicI32::new(0),
         };
-        let pid = with_signals_blocked(|| {
-            libc::clone(
-                child_main,
-                stack.top(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                std::ptr::from_ref(&args).cast_mut().cast(),
-            )
-        });
-        let clone_error = io::Error::last_os_error();
+        let pid = clone_vfork(child_main, std::ptr::from_ref(&args).cast_mut().cast());
         drop(keep);
-        drop(stack);
-        if pid < 0 {
-            return Err(clone_error);
-        }
+        let pid = pid?;
         let error = args.error.load(Ordering::SeqCst);
         if error != 0 {
-            let mut status = 0;
-            while libc::waitpid(pid, &mut status, 0) < 0 && errno() == libc::EINTR {}
+            let _ = wait_for(pid);
             return Err(io::Error::from_raw_os_error(error));
         }
         let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
@@ -397,40 +384,52 @@ pub unsafe fn run_in_child(work: &dyn Fn() -> i32) -> io::Result<i32> {
             libc::_exit(work())
         }
     }
-    let stack = Stack::new()?;
-    let pid = with_signals_blocked(|| {
-        libc::clone(
-            child,
-            stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::from_ref(&work).cast_mut().cast(),
-        )
-    });
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut status = 0;
-    while libc::waitpid(pid, &mut status, 0) < 0 {
-        if errno() != libc::EINTR {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(ExitStatus::from_raw(status).code().unwrap_or(-1))
+    let pid = clone_vfork(child, std::ptr::from_ref(&work).cast_mut().cast())?;
+    Ok(wait_for(pid)?.code().unwrap_or(-1))
 }
 
-/// Runs `clone` with every signal blocked in the calling thread: the child
+/// Starts `entry(arg)` in a child on the grader's memory and a stack of its
+/// own, and returns its pid once it has exec'd or exited (CLONE_VFORK).
+/// Every signal is blocked in the calling thread meanwhile: the child
 /// borrows this thread's memory, and resets the handlers before it
-/// unblocks any. Keeps the errno of `clone`.
-unsafe fn with_signals_blocked(clone: impl FnOnce() -> libc::c_int) -> libc::c_int {
+/// unblocks any.
+///
+/// # Safety
+/// `entry` keeps this module's rules for a child; `arg` outlives the call.
+unsafe fn clone_vfork(
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> io::Result<libc::pid_t> {
+    let stack = Stack::new()?;
     let mut all: libc::sigset_t = std::mem::zeroed();
     let mut old: libc::sigset_t = std::mem::zeroed();
     libc::sigfillset(&mut all);
     libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    let pid = clone();
-    let error = errno();
+    let pid = libc::clone(
+        entry,
+        stack.top(),
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+        arg,
+    );
+    let clone_error = io::Error::last_os_error();
     libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    *libc::__errno_location() = error;
-    pid
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    Ok(pid)
+}
+
+/// Waits for (and reaps) the child `pid`, through interruptions.
+fn wait_for(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, into a plain int.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+    Ok(ExitStatus::from_raw(status))
 }
 
 /// The child, before `execve`: on the grader's memory, raw system calls
@@ -544,19 +543,9 @@ impl Child {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let mut status = 0;
-        loop {
-            // SAFETY: waitpid on our own child, into a plain int.
-            if unsafe { libc::waitpid(self.pid, &mut status, 0) } == self.pid {
-                let status = ExitStatus::from_raw(status);
-                self.status = Some(status);
-                return Ok(status);
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(e);
-            }
-        }
+        let status = wait_for(self.pid)?;
+        self.status = Some(status);
+        Ok(status)
     }
 
     /// SIGKILL, unless it has been reaped already.
