@@ -694,6 +694,15 @@ def section_cold(a, fig, ctx):
         log(f"  fresh clone of {ROOT} at {head}: cargo grade task1 (grader and deps built from scratch)")
         cold = must(run(["cargo", "grade", "task1"], cwd=clone, env=env, watch_first_output=True),
                     "cold cargo grade task1")
+        # The alias's build has no instructors' commands: the first of them
+        # (the cheapest: a PrairieLearn question written) waits for the
+        # build that has them, on top of the student's.
+        tools = must(run(["cargo", "grade", "package", "prairielearn", "task1", "--out",
+                          Path(tmp) / "question"], cwd=clone, env=env),
+                     "first instructor command")
+        again = must(run(["cargo", "grade", "package", "prairielearn", "task1", "--out",
+                          Path(tmp) / "question2"], cwd=clone, env=env),
+                     "instructor command again")
         # Where it went: the same again with only the grader's prepared
         # dependencies removed, then fully warm.
         shutil.rmtree(clone / "target" / "cargo-grade")
@@ -705,15 +714,22 @@ def section_cold(a, fig, ctx):
         "with_grader_built_s": rnd(prep.wall, 2),
         "grader_build_estimate_s": rnd(cold.wall - prep.wall, 1),
         "warm_alias_grade_s": rnd(warm.wall, 2),
+        "first_instructor_command_s": rnd(tools.wall, 1),
+        "instructor_command_again_s": rnd(again.wall, 2),
     }
     fig["methods"]["cold_first_grade_s"] = (
         "wall time of `cargo grade task1` (the alias: cargo run --profile grade of the grader, then a "
         "grade of the task1 starter) in a fresh `git clone` of the repository's HEAD, empty target "
         "directory, until the report is printed and the command exits; CARGO_HOME (~/.cargo) "
         "shared, so no crate is downloaded again. with_grader_built_s: the same with only "
-        "target/cargo-grade removed (dependencies prepared again, grade); warm_alias_grade_s: again")
+        "target/cargo-grade removed (dependencies prepared again, grade); warm_alias_grade_s: again. "
+        "The alias builds the grader without the feature instructor-tools; "
+        "first_instructor_command_s: `cargo grade package prairielearn task1` right after the cold "
+        "grade (the build with the instructors' commands compiled on top, then the package written); "
+        "instructor_command_again_s: the same again")
     log(f"  cold: {cold.wall:.1f} s (grader build about {cold.wall - prep.wall:.1f} s, "
-        f"prepare+grade {prep.wall:.1f} s, warm alias {warm.wall:.2f} s)")
+        f"prepare+grade {prep.wall:.1f} s, warm alias {warm.wall:.2f} s); first instructor "
+        f"command {tools.wall:.1f} s, again {again.wall:.2f} s")
 
 
 NEXTEST_RESULT = re.compile(r"^\s+(PASS|FAIL|SIGSEGV|SIGABRT|TIMEOUT|LEAK)\s+\[\s*([\d.]+)s\]\s+(?:\(\s*\d+/\d+\)\s+)?(\S+)\s+(\S+)")

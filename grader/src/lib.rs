@@ -24,6 +24,11 @@
 //!   mutants must get; [`verify`]: all of it graded, at one seed or several;
 //! - [`scaffold`]: `cargo grade new`, a task that passes `check` and
 //!   `verify` from the start.
+//!
+//! The commands of instructors and TAs ([`batch`] and its [`shard`]s,
+//! [`package`], [`verify`]) are built with the feature `instructor-tools`
+//! (a default feature): the course's `cargo grade` alias builds the grader
+//! without it, so that a student's first grade waits for less.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -31,6 +36,7 @@ compile_error!(
      on Windows use WSL2, on macOS a Linux VM or container."
 );
 
+#[cfg(feature = "instructor-tools")]
 pub mod batch;
 pub mod builder;
 pub mod check;
@@ -40,6 +46,7 @@ pub mod faults;
 pub mod grade;
 pub mod harness;
 pub mod intake;
+#[cfg(feature = "instructor-tools")]
 pub mod package;
 pub mod payload;
 pub mod peers;
@@ -49,10 +56,12 @@ pub mod result;
 pub mod scaffold;
 pub mod scenario;
 pub mod selfcheck;
+#[cfg(feature = "instructor-tools")]
 pub mod shard;
 pub mod shim;
 pub mod signals;
 pub mod spec;
+#[cfg(feature = "instructor-tools")]
 pub mod verify;
 pub mod watch;
 

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use std::io::IsTerminal;
 
+#[cfg(feature = "instructor-tools")]
 use cargo_grade::batch;
 use cargo_grade::check;
 use cargo_grade::course::Course;
@@ -20,6 +21,7 @@ use cargo_grade::result::Audience;
 use cargo_grade::scaffold;
 use cargo_grade::selfcheck;
 use cargo_grade::spec::{schema, SpecError};
+#[cfg(feature = "instructor-tools")]
 use cargo_grade::verify;
 
 /// Exit statuses: grading ran (whatever the score).
@@ -29,6 +31,7 @@ const EXIT_BELOW: u8 = 1;
 /// Usage, spec or environment error.
 const EXIT_ERROR: u8 = 2;
 /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as a shell reports it).
+#[cfg_attr(not(feature = "instructor-tools"), allow(dead_code))]
 const EXIT_CANCELLED: u8 = 130;
 
 #[derive(Parser)]
@@ -436,6 +439,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             print!("{}", schema::to_text(&schema));
             Ok(EXIT_OK)
         }
+        #[cfg(not(feature = "instructor-tools"))]
+        Some(
+            Command::Verify { .. }
+            | Command::Batch { .. }
+            | Command::Merge { .. }
+            | Command::Package { .. },
+        ) => with_instructor_tools(),
+        #[cfg(feature = "instructor-tools")]
         Some(Command::Verify {
             tasks,
             seed,
@@ -458,6 +469,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Some(Command::New { id, title, course }) => {
             new_task(&id, title.as_deref(), course.as_deref())
         }
+        #[cfg(feature = "instructor-tools")]
         Some(Command::Batch {
             task,
             submissions,
@@ -525,6 +537,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             );
             Ok(EXIT_OK)
         }
+        #[cfg(feature = "instructor-tools")]
         Some(Command::Merge {
             shards,
             out,
@@ -543,11 +556,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             );
             Ok(EXIT_OK)
         }
+        #[cfg(feature = "instructor-tools")]
         Some(Command::Package { lms }) => package(lms),
         None => grade_one(cli.grade),
     }
 }
 
+#[cfg(feature = "instructor-tools")]
 /// The course, the task's spec (validated with the overlay now, not on the
 /// LMS's machine later) and where the package goes: `out`, or
 /// `<slug>-<suffix>`.
@@ -564,6 +579,7 @@ fn package_target(
     Ok((course, spec, out))
 }
 
+#[cfg(feature = "instructor-tools")]
 fn package(lms: PackageCommand) -> Result<u8, Failure> {
     match lms {
         PackageCommand::Gradescope {
@@ -620,6 +636,7 @@ fn package(lms: PackageCommand) -> Result<u8, Failure> {
     }
 }
 
+#[cfg(feature = "instructor-tools")]
 /// `cargo grade verify [TASK...]`: every spec (and mutants file) checked
 /// first, all their errors at once; then each task verified.
 fn verify(
@@ -691,6 +708,65 @@ fn verify(
     } else {
         EXIT_BELOW
     })
+}
+
+/// The same command line run again by a build of the grader with the
+/// feature `instructor-tools`: the course's `cargo grade` alias builds it
+/// without, so that a student's first grade on a fresh clone waits for less
+/// (see grader/Cargo.toml), and this build has none of the instructors' and
+/// TAs' commands. The build with them is compiled on first use, in the same
+/// target directory and profile, and this process becomes it (its exit
+/// status is the command's).
+#[cfg(not(feature = "instructor-tools"))]
+fn with_instructor_tools() -> Result<u8, Failure> {
+    use std::os::unix::process::CommandExt as _;
+    // Set for the build it runs: should that build lack the feature too, it
+    // says so instead of running cargo again, and again.
+    const AGAIN: &str = "CARGO_GRADE_INSTRUCTOR_TOOLS";
+    let without = "this build of cargo grade has no `batch`, `merge`, `package` or `verify`: \
+                   it was built without the feature `instructor-tools`";
+    if std::env::var_os(AGAIN).is_some() {
+        return Err(Failure::Message(format!(
+            "{without}, and so was the build that cargo ran for them"
+        )));
+    }
+    // `cargo run` (the alias) says which cargo it is; without it, this
+    // binary was copied out of its target directory.
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Err(Failure::Message(format!(
+            "{without}. Run it through the course's alias (`cargo grade ...`, which builds what it \
+             needs), or install the grader with `cargo install --path grader`"
+        )));
+    };
+    // The profile this binary was built with: target/<dir>/cargo-grade.
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile = match exe
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|d| d.to_str())
+    {
+        Some("debug") => "dev".to_owned(),
+        Some(dir) if !dir.is_empty() => dir.to_owned(),
+        _ => "grade".to_owned(),
+    };
+    eprintln!(
+        "cargo grade: running the build that has the instructors' and TAs' commands \
+         (cargo compiles it on first use)"
+    );
+    let error = std::process::Command::new(cargo)
+        .args(["run", "--quiet", "--profile", &profile, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .args([
+            "--bin",
+            "cargo-grade",
+            "--features",
+            "instructor-tools",
+            "--",
+        ])
+        .args(std::env::args_os().skip(1))
+        .env(AGAIN, "1")
+        .exec();
+    Err(Failure::Message(format!("cannot run cargo: {error}")))
 }
 
 /// `cargo grade new ID`: the task's files written, then checked as

@@ -21,6 +21,7 @@ use super::safe::visible;
 /// `grades.csv`: `submission, score, max_score, percent, status, reason`,
 /// then a column per test of the spec (its points). A submission that could
 /// not be graded has no score: its cells are empty, never a 0.
+#[cfg(feature = "instructor-tools")]
 pub fn grades_csv(spec: &Spec, reports: &[Report]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec![
