@@ -416,7 +416,29 @@ fn print_spec_errors(errors: &[SpecError]) {
     }
 }
 
+/// The commands that only print (they start no program): a reader that
+/// stops early (`cargo grade list | head -1`) ends them as it ends `ls`, by
+/// SIGPIPE, which Rust's runtime ignores and so turns into a panic in
+/// `println!`. Every other command keeps it ignored: the grader writes to
+/// the programs it grades, and one that closes its end is graded, not fatal.
+fn only_prints(command: &Option<Command>) -> bool {
+    matches!(
+        command,
+        Some(
+            Command::Completions { .. }
+                | Command::List { .. }
+                | Command::Check { .. }
+                | Command::Schema { .. }
+                | Command::New { .. }
+        )
+    )
+}
+
 fn run(cli: Cli) -> Result<u8, Failure> {
+    if only_prints(&cli.command) {
+        // SAFETY: restores the default disposition; no other thread runs.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;

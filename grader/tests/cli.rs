@@ -14,6 +14,32 @@ fn list_shows_every_task() {
         .stdout(predicate::str::contains("task1").and(predicate::str::contains("task1-signals")));
 }
 
+/// A reader that stops early ends a command that only prints as it ends
+/// `ls`: by SIGPIPE, with no panic on stderr. The pipe's read end is closed
+/// before the grader starts, so its first write fails, whatever the timing.
+#[test]
+fn a_closed_stdout_ends_a_printing_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["list"][..], &["schema"], &["check"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cargo-grade"))
+            .args(args)
+            .current_dir(course_root())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn task_by_slug_equals_task_by_id() {
     let (_, by_id) = grade_json(&[
