@@ -34,35 +34,17 @@ pub struct GradeOptions {
 }
 
 /// The grader could not grade (no verdict at all).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum GradeError {
     /// `--only` selected nothing.
-    NoTestSelected {
-        pattern: String,
-        names: Vec<String>,
-    },
+    #[error("no test name contains {pattern:?}; the tests are: {}", names.join(", "))]
+    NoTestSelected { pattern: String, names: Vec<String> },
+    #[error("{0}")]
     Submission(String),
     /// Grading was cancelled before the submission's last test ended.
+    #[error("grading was cancelled")]
     Cancelled,
 }
-
-impl std::fmt::Display for GradeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GradeError::NoTestSelected { pattern, names } => {
-                write!(
-                    f,
-                    "no test name contains {pattern:?}; the tests are: {}",
-                    names.join(", ")
-                )
-            }
-            GradeError::Submission(msg) => write!(f, "{msg}"),
-            GradeError::Cancelled => write!(f, "grading was cancelled"),
-        }
-    }
-}
-
-impl std::error::Error for GradeError {}
 
 /// The tests `only` selects: for each pattern, the test of exactly that
 /// name if there is one, else every test whose name contains it; every test

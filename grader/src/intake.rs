@@ -622,7 +622,7 @@ pub fn digest(crate_dir: &Path, caps: &Caps) -> Result<String, OpenError> {
         hasher.update((body.len() as u64).to_le_bytes());
         hasher.update(&body);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::spec::hex(&hasher.finalize()))
 }
 
 /// The SHA-256 of a regular file's content, opened without following a link
@@ -646,10 +646,6 @@ fn file_digest(path: &Path, buf: &mut [u8]) -> io::Result<Vec<u8>> {
         }
     }
     Ok(hasher.finalize().to_vec())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
