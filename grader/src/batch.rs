@@ -137,6 +137,7 @@ pub fn run(
             .expect("the record serialises")
             .as_bytes(),
     )?;
+    let intake_dir = IntakeDir::claim(&ctx.course().work_dir().join("intake"))?;
     let observers = Fanout(vec![&writer, observer]);
     let total = items.len();
     for (index, item) in items.iter().enumerate() {
@@ -150,7 +151,7 @@ pub fn run(
         if cancel.is_cancelled() || writer.failed() {
             return Ok(());
         }
-        match grade_item(ctx, item, opts, &observers, cancel) {
+        match grade_item(ctx, &intake_dir, item, opts, &observers, cancel) {
             // The engine told the observers itself.
             Ok((_, Taken::Graded)) => {}
             Ok((report, Taken::Rejected)) => observers.event(&Event::Finished {
@@ -295,6 +296,7 @@ enum Taken {
 /// Takes one submission in and grades it, or finds its earlier result.
 fn grade_item(
     ctx: &TaskContext<'_>,
+    intake_dir: &IntakeDir,
     item: &Item,
     opts: &BatchOptions,
     observer: &dyn Observer,
@@ -320,13 +322,11 @@ fn grade_item(
     // Archives are extracted into a scratch directory of this submission's
     // own, removed when it is done, in the grader's work directory: hidden
     // from every build and test process, as the course is.
-    let intake_root = ctx.course().work_dir().join("intake");
-    mkdir(&intake_root)?;
     let scratch = tempfile::Builder::new()
         .prefix(&format!("{}-", std::process::id()))
-        .tempdir_in(&intake_root)
+        .tempdir_in(&intake_dir.root)
         .map_err(|source| BatchError::Write {
-            path: intake_root.clone(),
+            path: intake_dir.root.clone(),
             source,
         })?;
     let opened = match intake::open(
@@ -436,6 +436,56 @@ pub fn write_gradebook(
         &out.join("summary.html"),
         g::summary_html(&summary).as_bytes(),
     )
+}
+
+/// The directory batches extract archives in (each submission's scratch
+/// directory is removed when it is done), and this batch's claim on it: a
+/// shared lock on its `.lock`, held for the batch's life. A batch killed
+/// before it could remove its scratch directories leaves them behind; the
+/// next batch that finds no other one running (its exclusive lock granted
+/// at once) removes everything there first. A lock, not the pids in the
+/// names: batches in other PID namespaces (pods on one volume) see none of
+/// each other's pids.
+struct IntakeDir {
+    root: PathBuf,
+    _claim: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl IntakeDir {
+    fn claim(root: &Path) -> Result<IntakeDir, BatchError> {
+        use nix::fcntl::{Flock, FlockArg};
+        mkdir(root)?;
+        let write_error = |source| BatchError::Write {
+            path: root.to_owned(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(".lock"))
+            .map_err(write_error)?;
+        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(alone) => {
+                for entry in std::fs::read_dir(root).map_err(write_error)? {
+                    let entry = entry.map_err(write_error)?;
+                    if entry.file_name() != ".lock" {
+                        let path = entry.path();
+                        let _ =
+                            std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                    }
+                }
+                alone.unlock().map_err(|(_, e)| write_error(e.into()))?
+            }
+            Err((file, _)) => file,
+        };
+        let claim =
+            Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| write_error(e.into()))?;
+        Ok(IntakeDir {
+            root: root.to_owned(),
+            _claim: claim,
+        })
+    }
 }
 
 fn mkdir(dir: &Path) -> Result<(), BatchError> {
@@ -724,4 +774,36 @@ pub fn merge(
     )?;
     write_gradebook(spec, out, &reports)?;
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IntakeDir;
+
+    /// What killed batches left is removed by the next batch that runs
+    /// alone, never while another batch holds its claim.
+    #[test]
+    fn intake_leftovers_are_removed_only_when_no_batch_runs() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("intake");
+        std::fs::create_dir(&root).unwrap();
+        let stale = root.join("123-killed");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("main.rs"), "fn main() {}").unwrap();
+
+        let first = IntakeDir::claim(&root).unwrap();
+        assert!(!stale.exists(), "the first batch, alone, removes it");
+
+        // Another batch's scratch while the first runs: the second batch
+        // leaves it.
+        let running = root.join("456-running");
+        std::fs::create_dir(&running).unwrap();
+        let second = IntakeDir::claim(&root).unwrap();
+        assert!(running.exists(), "removed under a running batch");
+        drop((first, second));
+
+        let _third = IntakeDir::claim(&root).unwrap();
+        assert!(!running.exists(), "left behind once no batch ran");
+        assert!(root.join(".lock").exists());
+    }
 }
