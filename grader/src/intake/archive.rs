@@ -312,13 +312,17 @@ fn read_error(shown: Option<&str>, e: &io::Error) -> OpenError {
     }
 }
 
+/// The archive file, opened, and its size (for the ratio cap). A failure
+/// is the machine's: the file was listed in SUBMISSIONS.
+fn open_archive(path: &Path) -> Result<(File, u64), OpenError> {
+    let cannot = |e| machine(format!("cannot read {}", path.display()), e);
+    let file = File::open(path).map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
+    Ok((file, len))
+}
+
 pub(super) fn extract_zip(path: &Path, scratch: &Path, caps: &Caps) -> Result<(), OpenError> {
-    let file =
-        File::open(path).map_err(|e| machine(format!("cannot read {}", path.display()), e))?;
-    let archive_len = file
-        .metadata()
-        .map_err(|e| machine(format!("cannot read {}", path.display()), e))?
-        .len();
+    let (file, archive_len) = open_archive(path)?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
         reject(format!(
             "the archive is not a readable zip file (corrupt or truncated?): {e}"
@@ -414,12 +418,7 @@ impl<R: Read> Read for Limited<R> {
 }
 
 pub(super) fn extract_tar_gz(path: &Path, scratch: &Path, caps: &Caps) -> Result<(), OpenError> {
-    let file =
-        File::open(path).map_err(|e| machine(format!("cannot read {}", path.display()), e))?;
-    let archive_len = file
-        .metadata()
-        .map_err(|e| machine(format!("cannot read {}", path.display()), e))?
-        .len();
+    let (file, archive_len) = open_archive(path)?;
     let mut out = Extractor::new(scratch, caps, archive_len)?;
     // Content within the limit, and room for a header of a few blocks per
     // entry and the archive's padding.
