@@ -584,10 +584,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-#[cfg(feature = "instructor-tools")]
 /// The course, the task's spec (validated with the overlay now, not on the
 /// LMS's machine later) and where the package goes: `out`, or
 /// `<slug>-<suffix>`.
+#[cfg(feature = "instructor-tools")]
 fn package_target(
     task: &str,
     out: Option<PathBuf>,
@@ -658,9 +658,9 @@ fn package(lms: PackageCommand) -> Result<u8, Failure> {
     }
 }
 
-#[cfg(feature = "instructor-tools")]
 /// `cargo grade verify [TASK...]`: every spec (and mutants file) checked
 /// first, all their errors at once; then each task verified.
+#[cfg(feature = "instructor-tools")]
 fn verify(
     names: &[String],
     opts: &verify::Options,
